@@ -1,0 +1,9 @@
+//! Flashlayer operator: reconciles FlashRollup and AVSOperator resources into sequencer and
+//! verifier workloads, drives their lifecycle (TTL, settlement on an L1, teardown).
+
+pub mod api;
+pub mod cli;
+pub mod crdgen;
+
+/// Node image used when a FlashRollup does not name one.
+pub const DEFAULT_NODE_IMAGE: &str = "ghcr.io/flashlayer/flashlayer-node:0.1.0";
