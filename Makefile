@@ -1,7 +1,7 @@
 # Flashlayer: the two commands of the quick start are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy unit crds
+.PHONY: test fmt-check clippy unit generate
 
 test: fmt-check clippy unit
 
@@ -15,6 +15,5 @@ unit:
 	$(CARGO) test --workspace --locked
 
 # Regenerate the committed CRDs, chart CRD templates and manifests from the Rust types.
-crds:
-	$(CARGO) run -q -p flashlayer-operator -- crd > /dev/null
+generate:
 	FLASHLAYER_UPDATE_GENERATED=1 $(CARGO) test -q -p flashlayer-operator --test generated

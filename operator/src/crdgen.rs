@@ -19,13 +19,53 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
 
 /// All CRDs as one multi-document YAML stream, as `flashlayer-operator crd` prints it.
 pub fn all_yaml() -> String {
-    crds()
-        .iter()
-        .map(|c| format!("---\n{}", crd_yaml(c)))
-        .collect()
+    crds().iter().map(|c| format!("---\n{}", crd_yaml(c))).collect()
 }
 
 /// File name of a CRD under `crds/`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}
+
+/// Header of every generated file.
+const HEADER: &str = "# Generated from the Rust types by `make generate`; do not edit by hand.\n";
+
+/// The CRD files under `crds/`, as (path relative to the repository root, content).
+pub fn crd_files() -> Vec<(String, String)> {
+    crds()
+        .iter()
+        .map(|c| (format!("crds/{}", file_name(c)), format!("{HEADER}{}", crd_yaml(c))))
+        .collect()
+}
+
+/// The chart's CRD template: the same CRDs, installed only when `crds.install` is true, and kept
+/// by `helm uninstall` (deleting a CRD would delete every rollup with it).
+pub fn chart_crds_template() -> (String, String) {
+    let mut out = format!("{HEADER}{{{{- if .Values.crds.install }}}}\n");
+    for mut crd in crds() {
+        crd.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("helm.sh/resource-policy".into(), "keep".into());
+        out.push_str("---\n");
+        out.push_str(&crd_yaml(&crd));
+    }
+    out.push_str("{{- end }}\n");
+    ("charts/flashlayer/templates/crds.yaml".into(), out)
+}
+
+/// Every file generated without external tools.
+pub fn generated_files() -> Vec<(String, String)> {
+    let mut files = crd_files();
+    files.push(chart_crds_template());
+    files
+}
+
+/// The files under `root` that differ from what is generated (missing ones included).
+pub fn drifted(root: &std::path::Path, files: &[(String, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(path, content)| std::fs::read_to_string(root.join(path)).ok().as_deref() != Some(content.as_str()))
+        .map(|(path, _)| path.clone())
+        .collect()
 }

@@ -23,6 +23,8 @@ use super::flashrollup::PullPolicy;
     namespaced,
     status = "AVSOperatorStatus",
     cel,
+    validation = Rule::new("size(self.metadata.name) <= 63")
+        .message("metadata.name must be at most 63 characters: it is recorded in labels and annotations"),
     printcolumn(
         name = "Ready",
         type_ = "string",

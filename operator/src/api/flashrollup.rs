@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "FlashRollupStatus",
     cel,
+    validation = Rule::new("size(self.metadata.name) <= 40")
+        .message("metadata.name must be at most 40 characters: it prefixes the names of the rollup's workloads"),
     printcolumn(
         name = "Phase",
         type_ = "string",
@@ -346,20 +348,7 @@ pub enum VolumePolicy {
 }
 
 /// Lifecycle phase.
-#[derive(
-    JsonSchema,
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    PartialOrd,
-    Ord,
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Phase {
     /// Waiting for enough Ready AVS operators.
     #[default]
@@ -518,6 +507,10 @@ pub struct SettlementStatus {
     /// Nonce of the settlement transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<u64>,
+    /// The signed settlement transaction (0x-prefixed RLP), kept so that a restarted operator
+    /// re-broadcasts the very same transaction instead of signing a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_tx: Option<String>,
     /// Hash of the settlement transaction on the L1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_hash: Option<String>,

@@ -1,0 +1,284 @@
+//! The running operator: shared context, the two controllers and what they watch, leader
+//! election, the metrics and health server, and graceful shutdown.
+
+pub mod avsoperator;
+pub mod error;
+pub mod rollup;
+pub mod settle;
+pub mod status;
+pub mod teardown;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::Mutex;
+
+use crate::api::flashrollup::Phase;
+use crate::api::{AVSOperator, FlashRollup};
+use crate::builders::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::http::{self, Health};
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::settlement::node::NodeClient;
+
+/// Settings of a running operator (from the command line).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub metrics_addr: SocketAddr,
+    pub concurrency: u16,
+    /// How often a Running rollup's height is read from its sequencer; zero disables it.
+    pub node_status_interval: Duration,
+    /// Override of the sequencer admin URL, with `{namespace}` and `{name}` placeholders.
+    pub node_endpoint: Option<String>,
+    /// Watch one namespace only; all when unset.
+    pub watch_namespace: Option<String>,
+    pub leader_election: bool,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub node: NodeClient,
+    /// Cache of every FlashRollup (the controller's own store).
+    pub rollups: Store<FlashRollup>,
+    /// Cache of every AVSOperator.
+    pub operators: Store<AVSOperator>,
+    /// Assignments made but perhaps not yet visible in the cache, by `namespace/name`.
+    pub reservations: Mutex<HashMap<String, Vec<String>>>,
+    /// Admin tokens read from Secrets, by rollup UID (they never change).
+    pub tokens: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of any debug output.
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that stop the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to Kubernetes: {0}")]
+    Client(#[from] kube::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("node client: {0}")]
+    Node(#[from] crate::settlement::node::NodeError),
+    #[error("serving metrics: {0}")]
+    Http(#[from] std::io::Error),
+    #[error("leader election: {0}")]
+    Leader(#[from] crate::leader::LeaderError),
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run the operator until a shutdown signal or the loss of leadership.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new()?;
+    let health = Health::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(signal_shutdown(stop_tx.clone()));
+    let server = tokio::spawn(http::serve(
+        config.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        stopped(),
+    ));
+
+    let elector = config.leader_election.then(|| {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &config.lease_namespace);
+        LeaderElector::new(leases, config.lease_name.clone(), config.identity.clone())
+    });
+    // A standby is healthy and ready: it is doing its job, which is to wait.
+    health.set_ready(true);
+    if let Some(elector) = &elector {
+        tracing::info!(identity = %config.identity, lease = %config.lease_name, "waiting to become leader");
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            _ = stopped() => { return Ok(()); }
+        }
+        tracing::info!(identity = %config.identity, "became leader");
+    }
+
+    let ns = config.watch_namespace.clone();
+    let rollups_api: Api<FlashRollup> = api(&client, &ns);
+    let operators_api: Api<AVSOperator> = api(&client, &ns);
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+
+    // The AVSOperator controller's cache is also the rollups' view of the operators.
+    let operator_controller = Controller::new(operators_api.clone(), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency));
+    let operators = operator_controller.store();
+
+    let rollup_controller = Controller::new(rollups_api.clone(), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency));
+    let rollups = rollup_controller.store();
+
+    let reporter = Reporter {
+        controller: "flashlayer-operator".into(),
+        instance: Some(config.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        node: NodeClient::new()?,
+        rollups: rollups.clone(),
+        operators: operators.clone(),
+        reservations: Mutex::new(HashMap::new()),
+        tokens: Mutex::new(HashMap::new()),
+    });
+
+    // An AVSOperator change wakes the rollups it verifies and those still waiting for operators.
+    let rollups_for_operators = rollups.clone();
+    let rollup_controller = rollup_controller
+        .owns(api::<StatefulSet>(&client, &ns), owned.clone())
+        .owns(api::<Deployment>(&client, &ns), owned)
+        .watches(operators_api, watcher::Config::default(), move |op: AVSOperator| {
+            let ns = op.namespace();
+            let name = op.name_any();
+            rollups_for_operators
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == ns)
+                .filter(|r| {
+                    let s = r.status.as_ref();
+                    let waiting = matches!(s.and_then(|s| s.phase), None | Some(Phase::Pending));
+                    waiting || s.is_some_and(|s| s.assigned_operators.iter().any(|a| a.name == name))
+                })
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(rollup::reconcile, rollup::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    // A rollup's assignment changing updates the counts of the operators it names.
+    let operator_controller = operator_controller
+        .watches(rollups_api, watcher::Config::default(), |r: FlashRollup| {
+            let ns = r.namespace();
+            r.status
+                .iter()
+                .flat_map(|s| s.assigned_operators.iter())
+                .map(|a| {
+                    let mut obj = ObjectRef::<AVSOperator>::new(&a.name);
+                    if let Some(ns) = &ns {
+                        obj = obj.within(ns);
+                    }
+                    obj
+                })
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(avsoperator::reconcile, avsoperator::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let gauges = tokio::spawn(phase_gauges(ctx.clone(), stopped()));
+    let lost = async {
+        match &elector {
+            Some(e) => Some(e.renew_loop().await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join(rollup_controller, operator_controller) => {}
+        lost = lost => {
+            if let Some(e) = lost {
+                tracing::error!(error = %e, "lost leadership; stopping so that the new leader acts alone");
+                let _ = stop_tx.send(true);
+                return Err(RunError::Leader(e));
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    gauges.abort();
+    server.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Rollups by phase, counted from the cache every few seconds (not on every reconcile, which
+/// would cost O(rollups) each time).
+async fn phase_gauges(ctx: Arc<Context>, stopped: impl std::future::Future<Output = ()>) {
+    let tick = async {
+        loop {
+            let mut counts: BTreeMap<Phase, i64> = BTreeMap::new();
+            for r in ctx.rollups.state() {
+                *counts
+                    .entry(r.status.as_ref().and_then(|s| s.phase).unwrap_or_default())
+                    .or_default() += 1;
+            }
+            ctx.metrics.set_phase_counts(&counts);
+            ctx.metrics
+                .operators_ready
+                .set(ctx.operators.state().iter().filter(|o| o.is_ready()).count() as i64);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::select! {
+        _ = tick => {}
+        _ = stopped => {}
+    }
+}
+
+async fn signal_shutdown(stop: tokio::sync::watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                let _ = stop.send(true);
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    let _ = stop.send(true);
+}

@@ -1,0 +1,772 @@
+//! The FlashRollup reconciler, a pipeline: read (store and API) -> validate (pure) -> assign
+//! operators (pure) -> decide the lifecycle step (pure) -> act (server-side apply, settlement,
+//! teardown) -> patch status when it changed. kube's `finalizer()` is the only entry point.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use rand::RngCore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{Error, Result};
+use super::settle::{self, NodeAccess};
+use super::status::merge_conditions;
+use super::{Context, teardown};
+use crate::api::conditions::{self, reason};
+use crate::api::flashrollup::{FlashRollupStatus, Phase, SettlementStatus, SettlementStep};
+use crate::api::{AVSOperator, FIELD_MANAGER, FINALIZER, FlashRollup, SETTLE_NOW_ANNOTATION};
+use crate::assignment::{self, Assignment, Candidate};
+use crate::builders::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, Desired, Inputs, Verifier, component};
+use crate::lifecycle::{self, Action, Children, Cond, Decision, Operators};
+use crate::settlement::l1::rollup_id;
+use crate::validate;
+
+const KIND: &str = "FlashRollup";
+
+/// Entry point for the controller: everything goes through the finalizer helper.
+pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Requeue> {
+    let _timer = ctx.metrics.reconcile_timer(KIND);
+    let api: Api<FlashRollup> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, rollup, |event| async {
+        match event {
+            Finalizer::Apply(r) => reconcile_rollup(&r, &ctx, false).await,
+            Finalizer::Cleanup(r) => reconcile_rollup(&r, &ctx, true).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Requeue policy on errors; failures are counted and reported as Warning Events.
+pub fn error_policy(rollup: Arc<FlashRollup>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if error.is_failure() {
+        ctx.metrics.reconcile_error(KIND, error.label());
+        tracing::warn!(rollup = %rollup.name_any(), namespace = ?rollup.namespace(), error = %error, label = error.label(), "reconcile failed");
+    }
+    match error.retry_after() {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    }
+}
+
+/// What reconciliation learnt about the operators.
+struct Assigned {
+    view: Operators,
+    status: Vec<crate::api::flashrollup::AssignedOperator>,
+    specs: Vec<Option<AVSOperator>>,
+    replaced: Vec<(String, String)>,
+}
+
+async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -> Result<Requeue> {
+    let now = Timestamp::now();
+    let old = rollup.status.clone().unwrap_or_default();
+    let phase_before = old.phase.unwrap_or_default();
+    let mut status = old.clone();
+
+    // Validate (pure) and assign operators (pure, over the caches).
+    let invalid = validate::spec(&rollup.spec).err();
+    let assigned = if invalid.is_none() && matches!(phase_before, Phase::Pending | Phase::Provisioning | Phase::Running)
+    {
+        assign(ctx, rollup).await?
+    } else {
+        current_assignment(ctx, rollup, &old)
+    };
+
+    // Observe the workloads while they matter for the phase.
+    let mut children = Children::default();
+    if matches!(phase_before, Phase::Provisioning | Phase::Running) || assigned_first_time(&old, &assigned) {
+        children = observe(ctx, rollup, &assigned).await?;
+    }
+
+    let mut input = lifecycle::Input {
+        spec: &rollup.spec,
+        status: &old,
+        generation: rollup.metadata.generation,
+        deleting,
+        settle_now: rollup.annotations().contains_key(SETTLE_NOW_ANNOTATION),
+        invalid: invalid.clone(),
+        operators: assigned.view.clone(),
+        children: Children {
+            remaining: 1,
+            ..children.clone()
+        },
+        now,
+    };
+    let mut decision = lifecycle::decide(&input);
+    if decision.actions.contains(&Action::TearDown) {
+        input.children.remaining = teardown::tear_down(&ctx.client, rollup).await?;
+        decision = lifecycle::decide(&input);
+    }
+
+    // Act.
+    let mut extra: Vec<Cond> = Vec::new();
+    let mut requeue = decision.wake_at.map(|at| until(now, at));
+    let mut failure: Option<Error> = None;
+    for action in decision.actions.clone() {
+        match action {
+            Action::ApplyWorkloads => {
+                status.assigned_operators = assigned.status.clone();
+                apply_workloads(ctx, rollup, &assigned, &mut status, &children).await?;
+                for (old_op, new_op) in &assigned.replaced {
+                    publish(
+                        ctx,
+                        rollup,
+                        EventType::Normal,
+                        reason::OPERATOR_REPLACED,
+                        format!("{old_op} is not Ready; {new_op} verifies in its place"),
+                    )
+                    .await;
+                }
+            }
+            Action::Settle(_) => match run_settlement(ctx, rollup, &mut status, &mut extra).await {
+                Ok(after) => requeue = Some(after),
+                Err(e) if e.is_failure() && !is_transient(&e) => failure = Some(e),
+                Err(Error::InProgress(after)) => requeue = Some(after),
+                Err(e) => {
+                    let s = status.settlement.get_or_insert_default();
+                    s.failed_attempts = s.failed_attempts.saturating_add(1);
+                    let backoff = Duration::from_secs(1 << s.failed_attempts.min(6));
+                    extra.push(Cond {
+                        type_: conditions::SETTLING,
+                        status: true,
+                        reason: settle_reason(&e),
+                        message: e.to_string(),
+                    });
+                    ctx.metrics.settlement_failures.with_label_values(&[e.label()]).inc();
+                    requeue = Some(backoff);
+                }
+            },
+            Action::TearDown => {
+                if input.children.remaining > 0 {
+                    requeue = Some(Duration::from_secs(1));
+                }
+            }
+            Action::DeleteObject => {
+                let api: Api<FlashRollup> =
+                    Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+                match api.delete(&rollup.name_any(), &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Delete {
+                            what: "FlashRollup".into(),
+                            source,
+                        });
+                    }
+                }
+            }
+            Action::RemoveFinalizer => {}
+        }
+    }
+
+    // A settlement the L1 refused, or a certificate that does not match: a person must look.
+    if let Some(e) = &failure {
+        decision.phase = Phase::Failed;
+        decision.conditions.push(Cond {
+            type_: conditions::READY,
+            status: false,
+            reason: reason::SETTLEMENT_REJECTED,
+            message: e.to_string(),
+        });
+        ctx.metrics.settlement_failures.with_label_values(&[e.label()]).inc();
+        requeue = None;
+    }
+
+    if decision.phase == Phase::Running && ctx.config.node_status_interval > Duration::ZERO {
+        refresh_from_node(ctx, rollup, &mut status, &mut extra).await;
+        requeue = Some(requeue.map_or(ctx.config.node_status_interval, |r| {
+            r.min(ctx.config.node_status_interval)
+        }));
+    }
+
+    // Status.
+    finish_status(&mut status, &decision, &extra, rollup, now);
+    if status != old {
+        patch_status(ctx, rollup, &status).await?;
+    }
+    observe_transition(ctx, rollup, &old, &status, &decision, now).await;
+
+    if deleting {
+        return if decision.actions.contains(&Action::RemoveFinalizer) {
+            Ok(Requeue::await_change())
+        } else {
+            Err(Error::InProgress(requeue.unwrap_or(Duration::from_secs(1))))
+        };
+    }
+    Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+fn is_transient(e: &Error) -> bool {
+    match e {
+        Error::L1(l1) => l1.is_transient(),
+        Error::Certificate(_) | Error::InvalidSpec(_) => false,
+        _ => true,
+    }
+}
+
+fn settle_reason(e: &Error) -> &'static str {
+    match e {
+        Error::L1(_) => reason::L1_UNREACHABLE,
+        Error::Node(_) => reason::NODE_UNREACHABLE,
+        _ => reason::SUBMITTING,
+    }
+}
+
+/// Time from `now` until `at`, rounded up to the next millisecond so that the wake-up never
+/// lands just before the instant (and finds nothing to do).
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let d = at.duration_since(now);
+    if d.is_negative() {
+        return Duration::ZERO;
+    }
+    let d = d.unsigned_abs();
+    Duration::from_millis(d.as_millis() as u64 + u64::from(!d.subsec_nanos().is_multiple_of(1_000_000)))
+}
+
+fn assigned_first_time(old: &FlashRollupStatus, assigned: &Assigned) -> bool {
+    old.assigned_operators.is_empty() && matches!(assigned.view, Operators::Assigned { .. })
+}
+
+/// Candidates from the AVSOperator cache, with usage from the FlashRollup cache, and the
+/// deterministic assignment over them. Serialized so that two rollups never take the last slot
+/// of one operator at once.
+async fn assign(ctx: &Context, rollup: &FlashRollup) -> Result<Assigned> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", rollup.name_any());
+    let current = rollup
+        .status
+        .as_ref()
+        .map(|s| s.assigned_operators.clone())
+        .unwrap_or_default();
+    let mut reservations = ctx.reservations.lock().await;
+
+    let mut usage: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for other in ctx.rollups.state() {
+        let other_key = format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any());
+        if other_key == key || other.namespace().as_deref() != Some(&ns) {
+            continue;
+        }
+        let holds = other
+            .status
+            .as_ref()
+            .is_some_and(|s| !matches!(s.phase, Some(Phase::TornDown)));
+        let names: Vec<String> = match reservations.get(&other_key) {
+            Some(reserved) => reserved.clone(),
+            None if holds => other
+                .status
+                .iter()
+                .flat_map(|s| s.assigned_operators.iter().map(|o| o.name.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        for n in names {
+            *usage.entry(n).or_default() += 1;
+        }
+    }
+    let operators: Vec<Arc<AVSOperator>> = ctx
+        .operators
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(&ns))
+        .collect();
+    let candidates: Vec<Candidate> = operators
+        .iter()
+        .map(|o| Candidate {
+            name: o.name_any(),
+            address: o.spec.address.clone(),
+            stake: o.spec.stake,
+            capacity: o.spec.capacity,
+            used_elsewhere: usage.get(&o.name_any()).copied().unwrap_or(0),
+            ready: o.is_ready() && !o.spec.suspend,
+            labels: o.labels().clone(),
+        })
+        .collect();
+    let seed = rollup.metadata.uid.clone().unwrap_or_else(|| key.clone());
+    let outcome = assignment::assign(&seed, &rollup.spec.verification, &current, &candidates)
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    Ok(match outcome {
+        Assignment::Insufficient { eligible, wanted } => {
+            reservations.remove(&key);
+            Assigned {
+                view: Operators::Insufficient { eligible, wanted },
+                status: current,
+                specs: vec![],
+                replaced: vec![],
+            }
+        }
+        Assignment::Assigned {
+            operators: chosen,
+            replaced,
+            ready_stake,
+        } => {
+            reservations.insert(key, chosen.iter().map(|o| o.name.clone()).collect());
+            let total_stake = chosen.iter().map(|o| o.stake).sum();
+            let specs = chosen
+                .iter()
+                .map(|a| operators.iter().find(|o| o.name_any() == a.name).map(|o| (**o).clone()))
+                .collect();
+            Assigned {
+                view: Operators::Assigned {
+                    count: chosen.len() as u32,
+                    ready_stake,
+                    total_stake,
+                },
+                status: chosen,
+                specs,
+                replaced,
+            }
+        }
+    })
+}
+
+/// After the end of life the set is frozen: report it as it stands.
+fn current_assignment(ctx: &Context, rollup: &FlashRollup, old: &FlashRollupStatus) -> Assigned {
+    let ns = rollup.namespace();
+    let find = |name: &str| {
+        ctx.operators
+            .state()
+            .into_iter()
+            .find(|o| o.namespace() == ns && o.name_any() == name)
+            .map(|o| (*o).clone())
+    };
+    let specs: Vec<Option<AVSOperator>> = old.assigned_operators.iter().map(|a| find(&a.name)).collect();
+    let ready_stake = old
+        .assigned_operators
+        .iter()
+        .zip(&specs)
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.is_ready() && !s.spec.suspend))
+        .map(|(a, _)| a.stake)
+        .sum();
+    Assigned {
+        view: Operators::Assigned {
+            count: old.assigned_operators.len() as u32,
+            ready_stake,
+            total_stake: old.assigned_operators.iter().map(|a| a.stake).sum(),
+        },
+        status: old.assigned_operators.clone(),
+        specs,
+        replaced: vec![],
+    }
+}
+
+/// Readiness of the sequencer StatefulSet and the verifier Deployments.
+async fn observe(ctx: &Context, rollup: &FlashRollup, assigned: &Assigned) -> Result<Children> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let read = |source| Error::Read {
+        what: "workloads",
+        source,
+    };
+    let seq = sts
+        .get_opt(&builders::child_name(rollup, component::SEQUENCER))
+        .await
+        .map_err(read)?;
+    let selector = builders::verifier_selector(&rollup.name_any());
+    let verifiers = deployments
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(read)?;
+    let wanted_names: Vec<String> = assigned
+        .status
+        .iter()
+        .map(|a| builders::verifier::deployment_name(rollup, &a.name))
+        .collect();
+    let ready = verifiers
+        .items
+        .iter()
+        .filter(|d| wanted_names.contains(&d.name_any()))
+        .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= 1)
+        .count();
+    Ok(Children {
+        sequencers_ready: seq
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+        sequencers_wanted: rollup.spec.sequencer_replicas(),
+        verifiers_ready: ready as u32,
+        verifiers_wanted: assigned.status.len() as u32,
+        remaining: 0,
+    })
+}
+
+/// Apply the desired children with server-side apply, only when they changed or went missing.
+async fn apply_workloads(
+    ctx: &Context,
+    rollup: &FlashRollup,
+    assigned: &Assigned,
+    status: &mut FlashRollupStatus,
+    observed: &Children,
+) -> Result<()> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let id = rollup_id(
+        &ns,
+        &rollup.name_any(),
+        rollup.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let verifiers = assigned
+        .status
+        .iter()
+        .zip(&assigned.specs)
+        .map(|(a, s)| Verifier {
+            assigned: a,
+            spec: s.as_ref().map(|o| &o.spec),
+        })
+        .collect();
+    let desired = Desired::build(&Inputs {
+        rollup,
+        verifiers,
+        rollup_id: id.to_string(),
+    });
+    let hash = desired.hash();
+    let missing =
+        observed.sequencers_wanted > 0 && observed.sequencers_ready == 0 && status.applied_hash.is_some() && {
+            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+            sts.get_opt(&builders::child_name(rollup, component::SEQUENCER))
+                .await
+                .map_err(|source| Error::Read {
+                    what: "workloads",
+                    source,
+                })?
+                .is_none()
+        };
+    if status.applied_hash.as_deref() == Some(hash.as_str()) && !missing {
+        return Ok(());
+    }
+
+    ensure_admin_secret(ctx, rollup).await?;
+    apply(ctx, &ns, &desired.config_map).await?;
+    apply(ctx, &ns, &desired.headless_service).await?;
+    apply(ctx, &ns, &desired.client_service).await?;
+    for np in &desired.network_policies {
+        apply(ctx, &ns, np).await?;
+    }
+    apply(ctx, &ns, &desired.pdb).await?;
+    apply(ctx, &ns, &desired.statefulset).await?;
+    for d in &desired.verifiers {
+        apply(ctx, &ns, d).await?;
+    }
+    prune_verifiers(ctx, rollup, &desired).await?;
+
+    status.applied_hash = Some(hash);
+    status.rpc_endpoint = Some(format!(
+        "http://{}.{ns}.svc:{}",
+        builders::child_name(rollup, component::RPC),
+        builders::RPC_PORT
+    ));
+    Ok(())
+}
+
+async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|source| Error::Apply {
+            what: format!("{} {name}", K::kind(&())),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Verifiers of operators no longer assigned (replaced) go away.
+async fn prune_verifiers(ctx: &Context, rollup: &FlashRollup, desired: &Desired) -> Result<()> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = builders::verifier_selector(&rollup.name_any());
+    let existing = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "verifiers",
+            source,
+        })?;
+    for d in existing.items {
+        let name = d.name_any();
+        if desired
+            .verifiers
+            .iter()
+            .all(|v| v.metadata.name.as_deref() != Some(&name))
+        {
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Delete {
+                        what: format!("Deployment {name}"),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The admin token is generated once; an existing Secret is never touched, so the token never
+/// changes under a running node.
+async fn ensure_admin_secret(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    let name = builders::admin_secret_name(rollup);
+    if api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|source| Error::Read {
+            what: "admin secret",
+            source,
+        })?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut token = [0u8; 32];
+    rand::rng().fill_bytes(&mut token);
+    let secret = builders::admin_secret(rollup, hex::encode(token));
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            },
+            &secret,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(source) => Err(Error::Apply {
+            what: format!("Secret {name}"),
+            source,
+        }),
+    }
+}
+
+/// Where the sequencer's admin API is: the override template (tests, out-of-cluster runs behind
+/// a port-forward) or the first sequencer pod's own address.
+async fn node_access(ctx: &Context, rollup: &FlashRollup) -> Result<NodeAccess> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let base = match &ctx.config.node_endpoint {
+        Some(template) => template
+            .replace("{namespace}", &ns)
+            .replace("{name}", &rollup.name_any()),
+        None => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            let pod = format!("{}-0", builders::child_name(rollup, component::SEQUENCER));
+            let ip = pods
+                .get_opt(&pod)
+                .await
+                .map_err(|source| Error::Read {
+                    what: "sequencer pod",
+                    source,
+                })?
+                .and_then(|p| p.status.and_then(|s| s.pod_ip))
+                .ok_or_else(|| {
+                    Error::Node(crate::settlement::node::NodeError::Unreachable(format!(
+                        "pod {pod} has no IP"
+                    )))
+                })?;
+            let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+            format!("http://{host}:{ADMIN_PORT}")
+        }
+    };
+    Ok(NodeAccess {
+        base,
+        token: admin_token(ctx, rollup).await?,
+    })
+}
+
+async fn admin_token(ctx: &Context, rollup: &FlashRollup) -> Result<String> {
+    let uid = rollup.metadata.uid.clone().unwrap_or_default();
+    if let Some(t) = ctx.tokens.lock().await.get(&uid) {
+        return Ok(t.clone());
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    let name = builders::admin_secret_name(rollup);
+    let secret = api.get_opt(&name).await.map_err(|source| Error::Read {
+        what: "admin secret",
+        source,
+    })?;
+    let token = secret
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get(ADMIN_TOKEN_KEY)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .ok_or_else(|| Error::Node(crate::settlement::node::NodeError::Unauthorized))?;
+    ctx.tokens.lock().await.insert(uid, token.clone());
+    Ok(token)
+}
+
+/// Run settlement steps back to back until one has to wait.
+async fn run_settlement(
+    ctx: &Context,
+    rollup: &FlashRollup,
+    status: &mut FlashRollupStatus,
+    extra: &mut Vec<Cond>,
+) -> Result<Duration> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let s = status.settlement.get_or_insert_with(|| SettlementStatus {
+        rollup_id: Some(
+            rollup_id(
+                &ns,
+                &rollup.name_any(),
+                rollup.metadata.uid.as_deref().unwrap_or_default(),
+            )
+            .to_string(),
+        ),
+        ..SettlementStatus::default()
+    });
+    let node = node_access(ctx, rollup).await?;
+    for _ in 0..8 {
+        let before = s.step;
+        let wait = settle::step(ctx, rollup, &node, s).await?;
+        s.failed_attempts = 0;
+        if s.step == SettlementStep::Done {
+            extra.push(Cond {
+                type_: conditions::SETTLING,
+                status: false,
+                reason: reason::SETTLED,
+                message: format!(
+                    "settled in L1 transaction {}",
+                    s.tx_hash.as_deref().unwrap_or("(recorded earlier)")
+                ),
+            });
+            return Ok(Duration::ZERO);
+        }
+        if s.step == before || wait > Duration::ZERO {
+            return Ok(wait);
+        }
+    }
+    Ok(Duration::ZERO)
+}
+
+/// Height, finalized height and verifier alerts from the running sequencer. Best effort: an
+/// unreachable node leaves the last known values.
+async fn refresh_from_node(ctx: &Context, rollup: &FlashRollup, status: &mut FlashRollupStatus, extra: &mut Vec<Cond>) {
+    let node = match node_access(ctx, rollup).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(rollup = %rollup.name_any(), error = %e, "node not reachable for status");
+            return;
+        }
+    };
+    match ctx.node.status(&node.base, &node.token).await {
+        Ok(s) => {
+            status.height = Some(s.height);
+            status.finalized_height = Some(s.finalized_height);
+            extra.push(if s.alerts > 0 {
+                Cond {
+                    type_: conditions::DEGRADED,
+                    status: true,
+                    reason: reason::VERIFIER_ALERT,
+                    message: format!("verifiers raised {} state-root alerts; see /admin/v1/alerts", s.alerts),
+                }
+            } else {
+                Cond {
+                    type_: conditions::DEGRADED,
+                    status: false,
+                    reason: reason::HEALTHY,
+                    message: "no verifier alerts".into(),
+                }
+            });
+        }
+        Err(e) => {
+            tracing::debug!(rollup = %rollup.name_any(), error = %e, "node status unavailable")
+        }
+    }
+}
+
+fn finish_status(status: &mut FlashRollupStatus, d: &Decision, extra: &[Cond], rollup: &FlashRollup, now: Timestamp) {
+    status.phase = Some(d.phase);
+    status.observed_generation = rollup.metadata.generation;
+    status.running_since = d.running_since.map(Time);
+    status.expires_at = d.expires_at.map(Time);
+    status.ended_at = d.ended_at.map(Time);
+    let mut wanted = d.conditions.clone();
+    wanted.extend_from_slice(extra);
+    status.conditions = merge_conditions(&status.conditions, &wanted, rollup.metadata.generation, now);
+}
+
+async fn patch_status(ctx: &Context, rollup: &FlashRollup, status: &FlashRollupStatus) -> Result<()> {
+    super::status::apply_status(&ctx.client, rollup, status).await
+}
+
+/// Events and metrics for what changed in this reconciliation.
+async fn observe_transition(
+    ctx: &Context,
+    rollup: &FlashRollup,
+    old: &FlashRollupStatus,
+    new: &FlashRollupStatus,
+    d: &Decision,
+    now: Timestamp,
+) {
+    let (from, to) = (old.phase.unwrap_or_default(), new.phase.unwrap_or_default());
+    if d.end_reason == Some(reason::EXPIRED)
+        && let Some(expires) = &old.expires_at
+    {
+        let lag = now.duration_since(expires.0).as_secs_f64().max(0.0);
+        ctx.metrics.ttl_lag.observe(lag);
+    }
+    let settled_now = old.settlement.as_ref().map(|s| s.step) != Some(SettlementStep::Done)
+        && new.settlement.as_ref().map(|s| s.step) == Some(SettlementStep::Done);
+    if settled_now && let (Some(ended), Some(s)) = (&new.ended_at, &new.settlement) {
+        ctx.metrics
+            .settlement_duration
+            .observe(now.duration_since(ended.0).as_secs_f64().max(0.0));
+        let note = format!(
+            "final block {} with state root {} settled in L1 transaction {}",
+            s.final_height.unwrap_or_default(),
+            s.state_root.as_deref().unwrap_or("?"),
+            s.tx_hash.as_deref().unwrap_or("?")
+        );
+        publish(ctx, rollup, EventType::Normal, reason::SETTLED, note).await;
+    }
+    if from == to && old.phase.is_some() {
+        return;
+    }
+    ctx.metrics.phase_transition(from, to);
+    let note = new
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let type_ = if to == Phase::Failed {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let why = d.end_reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    publish(ctx, rollup, type_, to.as_str(), format!("{from} -> {to}{why}: {note}")).await;
+}
+
+async fn publish(ctx: &Context, rollup: &FlashRollup, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollup.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing event failed");
+    }
+}

@@ -1,0 +1,224 @@
+//! The Settling phase, one step per call: seal the sequencer, fetch the final block's MACH
+//! certificate, submit it to the L1 contract, wait for confirmations. Exactly once: the signed
+//! transaction (nonce, hash, raw bytes) is written to status before it is sent, so a restarted
+//! operator re-broadcasts that very transaction and looks for its receipt instead of signing anew.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, Bytes};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use super::Context;
+use super::error::{Error, Result};
+use crate::api::FlashRollup;
+use crate::api::flashrollup::{L1Spec, SettlementStatus, SettlementStep};
+use crate::settlement::l1::{L1Client, L1Error};
+
+/// Where the sequencer's admin API is, and the token for it.
+#[derive(Clone, Debug)]
+pub struct NodeAccess {
+    pub base: String,
+    pub token: String,
+}
+
+/// Run the current step; on success, return how soon to run the next one.
+pub async fn step(
+    ctx: &Context,
+    rollup: &FlashRollup,
+    node: &NodeAccess,
+    s: &mut SettlementStatus,
+) -> Result<Duration> {
+    match s.step {
+        SettlementStep::Sealing => {
+            let block = ctx.node.seal(&node.base, &node.token).await?;
+            s.final_height = Some(block.number);
+            s.block_hash = Some(block.hash.to_string());
+            s.state_root = Some(block.state_root.to_string());
+            s.step = SettlementStep::AwaitingCertificate;
+            Ok(Duration::ZERO)
+        }
+        SettlementStep::AwaitingCertificate => {
+            let number = s.final_height.unwrap_or_default();
+            match ctx.node.certificate(&node.base, &node.token, number).await? {
+                // The quorum signs within a block time or two; ask again shortly.
+                None => Err(Error::InProgress(Duration::from_millis(250))),
+                Some(cert) => {
+                    check_certificate(s, cert.block_hash, cert.state_root)?;
+                    s.step = SettlementStep::Submitting;
+                    Ok(Duration::ZERO)
+                }
+            }
+        }
+        SettlementStep::Submitting => {
+            let l1 = l1_client(rollup)?;
+            let rollup_id = rollup_id(s)?;
+            if s.raw_tx.is_none() {
+                // A settlement from an earlier life of this operator whose status write was lost.
+                if let Some(done) = already_settled(&l1, rollup_id, s).await? {
+                    return Ok(done);
+                }
+                let number = s.final_height.unwrap_or_default();
+                let cert = ctx
+                    .node
+                    .certificate(&node.base, &node.token, number)
+                    .await?
+                    .ok_or(Error::InProgress(Duration::from_millis(250)))?;
+                check_certificate(s, cert.block_hash, cert.state_root)?;
+                let key = signer_key(ctx, rollup).await?;
+                let prepared = l1.prepare_settle(&key, rollup_id, &cert).await?;
+                drop(key);
+                s.nonce = Some(prepared.nonce);
+                s.tx_hash = Some(prepared.tx_hash.to_string());
+                s.raw_tx = Some(prepared.raw.to_string());
+                s.signer = Some(prepared.signer.to_string());
+                // The intent is durable before anything leaves this process.
+                record(ctx, rollup, s).await?;
+            }
+            broadcast(&l1, s).await?;
+            s.step = SettlementStep::Confirming;
+            Ok(Duration::ZERO)
+        }
+        SettlementStep::Confirming => confirm(&l1_client(rollup)?, rollup, s).await,
+        SettlementStep::Done => Ok(Duration::ZERO),
+    }
+}
+
+async fn confirm(l1: &L1Client, rollup: &FlashRollup, s: &mut SettlementStatus) -> Result<Duration> {
+    let hash: B256 = parse(s.tx_hash.as_deref(), "tx hash")?;
+    let rollup_id = rollup_id(s)?;
+    match l1.receipt(hash).await? {
+        None => {
+            if let Some(done) = already_settled(l1, rollup_id, s).await? {
+                return Ok(done);
+            }
+            // Not mined yet, or dropped from the pool: sending the same bytes again is harmless.
+            broadcast(l1, s).await?;
+            Err(Error::InProgress(Duration::from_secs(1)))
+        }
+        Some(receipt) if !receipt.success => {
+            if let Some(done) = already_settled(l1, rollup_id, s).await? {
+                return Ok(done);
+            }
+            Err(Error::L1(L1Error::Reverted(format!(
+                "settlement transaction {hash} reverted in L1 block {}",
+                receipt.block_number
+            ))))
+        }
+        Some(receipt) => {
+            let head = l1.block_number().await?;
+            let confirmations = head.saturating_sub(receipt.block_number) + 1;
+            s.l1_block_number = Some(receipt.block_number);
+            s.confirmations = Some(confirmations);
+            if confirmations >= u64::from(rollup.spec.settlement.confirmations) {
+                s.step = SettlementStep::Done;
+                s.settled_at = Some(Time(jiff::Timestamp::now()));
+                Ok(Duration::ZERO)
+            } else {
+                Err(Error::InProgress(Duration::from_secs(1)))
+            }
+        }
+    }
+}
+
+/// If the contract already holds this rollup's settlement, finish with it (when it is ours) or
+/// fail loudly (when it is not: someone settled a different root).
+async fn already_settled(l1: &L1Client, rollup_id: B256, s: &mut SettlementStatus) -> Result<Option<Duration>> {
+    let Some(record) = l1.settlement_of(rollup_id).await? else {
+        return Ok(None);
+    };
+    let ours = s.state_root.as_deref() == Some(&record.state_root.to_string())
+        && s.block_hash.as_deref() == Some(&record.block_hash.to_string());
+    if !ours {
+        return Err(Error::Certificate(format!(
+            "the contract already holds a settlement of this rollup at block {} with state root {}, not ours",
+            record.number, record.state_root
+        )));
+    }
+    s.step = SettlementStep::Done;
+    s.settled_at = Some(Time(jiff::Timestamp::now()));
+    Ok(Some(Duration::ZERO))
+}
+
+async fn broadcast(l1: &L1Client, s: &SettlementStatus) -> Result<()> {
+    let raw: Bytes = parse(s.raw_tx.as_deref(), "raw transaction")?;
+    match l1.broadcast(&raw).await {
+        // Nonce used: either our transaction was mined, or another took the nonce; the receipt
+        // (and the contract's record) tells which.
+        Ok(_) | Err(L1Error::NonceTooLow(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn check_certificate(s: &SettlementStatus, hash: B256, root: B256) -> Result<()> {
+    if s.block_hash.as_deref() != Some(&hash.to_string()) || s.state_root.as_deref() != Some(&root.to_string()) {
+        return Err(Error::Certificate(format!(
+            "the certificate is for block {hash} with root {root}, but the sealed block is {} with root {}",
+            s.block_hash.as_deref().unwrap_or("?"),
+            s.state_root.as_deref().unwrap_or("?")
+        )));
+    }
+    Ok(())
+}
+
+fn l1_spec(rollup: &FlashRollup) -> Result<&L1Spec> {
+    rollup
+        .spec
+        .settlement
+        .l1
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("settlement.l1 is required when settlement.policy is Settle".into()))
+}
+
+fn l1_client(rollup: &FlashRollup) -> Result<L1Client> {
+    let l1 = l1_spec(rollup)?;
+    let contract: Address = l1
+        .contract
+        .parse()
+        .map_err(|_| Error::InvalidSpec(format!("settlement.l1.contract {:?} is not an address", l1.contract)))?;
+    Ok(L1Client::new(&l1.rpc_url, l1.chain_id, contract)?)
+}
+
+fn rollup_id(s: &SettlementStatus) -> Result<B256> {
+    parse(s.rollup_id.as_deref(), "rollup id")
+}
+
+fn parse<T: std::str::FromStr>(value: Option<&str>, what: &'static str) -> Result<T> {
+    value
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Certificate(format!("status.settlement has no valid {what}")))
+}
+
+/// Read the signer key from its Secret. It lives in memory only for the signing call.
+async fn signer_key(ctx: &Context, rollup: &FlashRollup) -> Result<String> {
+    let r = &l1_spec(rollup)?.signer_secret_ref;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    let missing = |problem| Error::SignerSecret {
+        name: r.name.clone(),
+        problem,
+    };
+    let secret = api.get_opt(&r.name).await.map_err(|source| Error::Read {
+        what: "signer secret",
+        source,
+    })?;
+    let secret = secret.ok_or_else(|| missing("not found"))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .ok_or_else(|| missing("has no such key"))?;
+    let key = std::str::from_utf8(&bytes.0).map_err(|_| missing("key is not text"))?;
+    Ok(key.trim().to_owned())
+}
+
+/// Write `status.settlement` now (a merge patch of that field alone).
+pub async fn record(ctx: &Context, rollup: &FlashRollup, s: &SettlementStatus) -> Result<()> {
+    let api: Api<FlashRollup> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": { "settlement": s } });
+    api.patch_status(&rollup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::Status)?;
+    Ok(())
+}
