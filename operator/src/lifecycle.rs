@@ -205,6 +205,8 @@ fn before_running(input: &Input<'_>, mut d: Decision) -> Decision {
         return tear_down(input, d, Phase::TornDown);
     }
     d.wake_at = end;
+    // An absolute expiresAt is known before the rollup runs: show it.
+    d.expires_at = end;
 
     match input.operators {
         Operators::Insufficient { eligible, wanted } => {
@@ -410,11 +412,11 @@ fn tear_down(input: &Input<'_>, mut d: Decision, done: Phase) -> Decision {
     d
 }
 
+/// Nothing is left to guard: let go of the finalizer, and of the object itself when the
+/// teardown policy says Delete (Retain keeps it, TornDown, for GitOps tools to see).
 fn finish(input: &Input<'_>, d: &mut Decision) {
-    if input.deleting {
-        d.actions.push(Action::RemoveFinalizer);
-    } else if input.spec.teardown.policy == TeardownPolicy::Delete {
-        d.actions.push(Action::RemoveFinalizer);
+    d.actions.push(Action::RemoveFinalizer);
+    if !input.deleting && input.spec.teardown.policy == TeardownPolicy::Delete {
         d.actions.push(Action::DeleteObject);
     }
 }

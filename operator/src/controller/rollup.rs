@@ -36,6 +36,12 @@ const KIND: &str = "FlashRollup";
 /// Entry point for the controller: everything goes through the finalizer helper.
 pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer(KIND);
+    // A torn-down rollup has nothing left for the finalizer to guard: it was removed, and going
+    // through `finalizer()` again would put it back.
+    let torn_down = rollup.status.as_ref().and_then(|s| s.phase) == Some(Phase::TornDown);
+    if torn_down && rollup.metadata.deletion_timestamp.is_none() {
+        return reconcile_rollup(&rollup, &ctx, false).await;
+    }
     let api: Api<FlashRollup> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, rollup, |event| async {
         match event {
@@ -165,6 +171,8 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
                     }
                 }
             }
+            // While deleting, `finalizer()` removes it once we return Ok.
+            Action::RemoveFinalizer if !deleting => remove_finalizer(ctx, rollup).await?,
             Action::RemoveFinalizer => {}
         }
     }
@@ -357,6 +365,23 @@ fn current_assignment(ctx: &Context, rollup: &FlashRollup, old: &FlashRollupStat
         specs,
         replaced: vec![],
     }
+}
+
+/// Remove our finalizer from a torn-down rollup that stays (teardown policy Retain). The
+/// resourceVersion makes the patch fail rather than drop a finalizer someone added meanwhile.
+async fn remove_finalizer(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
+    if !rollup.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let api: Api<FlashRollup> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
+    let kept: Vec<&String> = rollup.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": kept, "resourceVersion": rollup.resource_version() }
+    });
+    api.patch(&rollup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Apply { what: "FlashRollup finalizers".into(), source })?;
+    Ok(())
 }
 
 /// Readiness of the sequencer StatefulSet and the verifier Deployments.
@@ -719,7 +744,9 @@ async fn observe_transition(
     now: Timestamp,
 ) {
     let (from, to) = (old.phase.unwrap_or_default(), new.phase.unwrap_or_default());
+    // Observed once, on the reconciliation that noticed the expiry.
     if d.end_reason == Some(reason::EXPIRED)
+        && old.ended_at.is_none()
         && let Some(expires) = &old.expires_at
     {
         let lag = now.duration_since(expires.0).as_secs_f64().max(0.0);

@@ -199,7 +199,7 @@ fn cases() -> Vec<Case> {
         Case {
             now: t(3601),
             phase: Phase::TornDown,
-            actions: vec![TearDown],
+            actions: vec![TearDown, RemoveFinalizer],
             conds: vec![("Settled", false, "NeverRan"), ("Ready", false, "TornDown")],
             ..case(
                 "expiry while provisioning, nothing left: torn down, object retained",
@@ -309,7 +309,7 @@ fn cases() -> Vec<Case> {
         Case {
             now: t(61),
             phase: Phase::TornDown,
-            actions: vec![TearDown],
+            actions: vec![TearDown, RemoveFinalizer],
             conds: vec![("Settled", false, "Discarded"), ("Ready", false, "TornDown")],
             ..case(
                 "expiry with Discard and Retain keeps the object",
@@ -389,7 +389,7 @@ fn cases() -> Vec<Case> {
         Case {
             now: t(70),
             phase: Phase::TornDown,
-            actions: vec![TearDown],
+            actions: vec![TearDown, RemoveFinalizer],
             conds: vec![("Settled", true, "Settled")],
             ..case(
                 "confirmed settlement with nothing left is torn down",
@@ -400,7 +400,7 @@ fn cases() -> Vec<Case> {
         Case {
             now: t(80),
             phase: Phase::TornDown,
-            actions: vec![TearDown],
+            actions: vec![TearDown, RemoveFinalizer],
             ..case(
                 "settled rollup finishes teardown",
                 settle(),
@@ -413,8 +413,9 @@ fn cases() -> Vec<Case> {
         Case {
             now: t(90),
             phase: Phase::TornDown,
+            actions: vec![RemoveFinalizer],
             ..case(
-                "torn down and retained stays put",
+                "torn down and retained stays, without finalizer",
                 settle(),
                 FlashRollupStatus {
                     phase: Some(Phase::TornDown),
