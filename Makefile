@@ -1,9 +1,14 @@
 # Flashlayer: the two commands of the quick start are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy unit generate
+.PHONY: test demo fmt-check clippy unit e2e generate
 
-test: fmt-check clippy unit
+# fmt, clippy, unit tests, then the end-to-end suite on the local cluster.
+test: fmt-check clippy unit e2e
+
+# A FlashRollup's whole life on the local cluster, printed live.
+demo:
+	e2e/demo
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -12,8 +17,11 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit:
-	$(CARGO) test --workspace --locked
+	eval "$$(e2e/cluster env)" && $(CARGO) test --workspace --locked
 
-# Regenerate the committed CRDs, chart CRD templates and manifests from the Rust types.
+e2e:
+	e2e/run
+
+# Regenerate the committed CRDs, chart CRD template and manifests/install.yaml.
 generate:
-	FLASHLAYER_UPDATE_GENERATED=1 $(CARGO) test -q -p flashlayer-operator --test generated
+	eval "$$(e2e/cluster env)" && FLASHLAYER_UPDATE_GENERATED=1 $(CARGO) test -q -p flashlayer-operator --test generated
