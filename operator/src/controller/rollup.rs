@@ -797,3 +797,17 @@ async fn publish(ctx: &Context, rollup: &FlashRollup, type_: EventType, reason: 
         tracing::warn!(error = %e, "publishing event failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_up_never_lands_before_the_instant() {
+        let now: Timestamp = "2026-11-21T10:00:00Z".parse().expect("time");
+        let at = now + jiff::SignedDuration::from_nanos(1_500_001);
+        assert_eq!(until(now, at), Duration::from_millis(2));
+        assert_eq!(until(now, now + jiff::SignedDuration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(until(at, now), Duration::ZERO, "an instant in the past means now");
+    }
+}
