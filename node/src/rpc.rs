@@ -128,7 +128,15 @@ async fn rpc(State(ctx): State<Arc<Ctx>>, body: BodyBytes) -> Response {
         return json_response(StatusCode::SERVICE_UNAVAILABLE, &err);
     };
     let seq = ctx.seq.clone();
-    // Handlers take the chain's lock and run the EVM: keep them off the async workers.
+    // Sending a transaction is a signature recovery and a pool insert (tens of microseconds):
+    // answered right here, since a hop to the blocking pool costs more than the work itself.
+    if is_send_raw(&body) {
+        let v = handle_body(&seq, &body);
+        drop(permit);
+        return json_response(StatusCode::OK, &v);
+    }
+    // Other handlers may take the chain's lock for long and run the EVM: keep them off the async
+    // workers.
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         handle_body(&seq, &body)
@@ -138,6 +146,14 @@ async fn rpc(State(ctx): State<Arc<Ctx>>, body: BodyBytes) -> Response {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => json_response(StatusCode::OK, &RpcError::internal(e).to_json(&Value::Null)),
     }
+}
+
+/// Whether the body is one `eth_sendRawTransaction` call (a cheap look at the bytes; the body is
+/// parsed properly by `handle_body`).
+fn is_send_raw(body: &[u8]) -> bool {
+    body.len() < 256 * 1024
+        && body.first().is_some_and(|b| *b == b'{')
+        && body.windows(22).any(|w| w == b"\"eth_sendRawTransaction")
 }
 
 /// Answers a JSON-RPC body (single request or batch).
@@ -282,7 +298,7 @@ fn dispatch(seq: &Sequencer, method: &str, p: &[Value]) -> Result<Value, RpcErro
         "eth_getTransactionByHash" => {
             let hash: B256 = param(p, 0, "hash")?;
             if let Some(loc) = chain.store.tx_location(&hash).map_err(RpcError::internal)?
-                && let Some(block) = chain.store.block(loc.block).map_err(RpcError::internal)?
+                && let Some(block) = chain.store.block_shared(loc.block).map_err(RpcError::internal)?
             {
                 return to_value(rpc_tx(&block, loc.index as usize));
             }
@@ -303,7 +319,7 @@ fn dispatch(seq: &Sequencer, method: &str, p: &[Value]) -> Result<Value, RpcErro
             let Some(loc) = chain.store.tx_location(&hash).map_err(RpcError::internal)? else {
                 return Ok(Value::Null);
             };
-            match chain.store.block(loc.block).map_err(RpcError::internal)? {
+            match chain.store.block_shared(loc.block).map_err(RpcError::internal)? {
                 Some(block) => to_value(rpc_receipt(&block, loc.index as usize)),
                 None => Ok(Value::Null),
             }
@@ -312,7 +328,7 @@ fn dispatch(seq: &Sequencer, method: &str, p: &[Value]) -> Result<Value, RpcErro
             let tag: BlockNumberOrTag = param(p, 0, "block")?;
             let full = opt_param::<bool>(p, 1, "full")?.unwrap_or(false);
             let number = resolve(seq, tag);
-            match chain.store.block(number).map_err(RpcError::internal)? {
+            match chain.store.block_shared(number).map_err(RpcError::internal)? {
                 Some(block) => to_value(rpc_block(&block, full)),
                 None => Ok(Value::Null),
             }
@@ -323,14 +339,18 @@ fn dispatch(seq: &Sequencer, method: &str, p: &[Value]) -> Result<Value, RpcErro
             let Some(number) = chain.store.number_of(&hash).map_err(RpcError::internal)? else {
                 return Ok(Value::Null);
             };
-            match chain.store.block(number).map_err(RpcError::internal)? {
+            match chain.store.block_shared(number).map_err(RpcError::internal)? {
                 Some(block) => to_value(rpc_block(&block, full)),
                 None => Ok(Value::Null),
             }
         }
         "eth_getBlockTransactionCountByNumber" => {
             let tag: BlockNumberOrTag = param(p, 0, "block")?;
-            match chain.store.block(resolve(seq, tag)).map_err(RpcError::internal)? {
+            match chain
+                .store
+                .block_shared(resolve(seq, tag))
+                .map_err(RpcError::internal)?
+            {
                 Some(block) => Ok(quantity(block.txs.len() as u64)),
                 None => Ok(Value::Null),
             }

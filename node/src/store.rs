@@ -2,7 +2,9 @@
 //! current state (written as each block's diff, in the block's own transaction), and the seal.
 //! A reopened store gives back the same head and the same state root.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use alloy::consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy::eips::eip2718::{Decodable2718, Encodable2718};
@@ -27,6 +29,9 @@ const STORAGE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage");
 const CODE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("code");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
+
+/// Decoded blocks kept by [`Store::block_shared`] (a written block never changes).
+const RECENT_BLOCKS: usize = 16;
 
 const META_HEAD: &str = "head";
 const META_STATE_ROOT: &str = "state_root";
@@ -88,6 +93,7 @@ pub struct TxLocation {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    recent: Mutex<VecDeque<Arc<Block>>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -141,7 +147,10 @@ impl Store {
         tx.open_table(META)?;
         tx.open_table(CERTIFICATES)?;
         tx.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
+        })
     }
 
     /// Number of the last stored block, `None` for an empty store.
@@ -309,6 +318,30 @@ impl Store {
             block: u64::from_be_bytes(n),
             index: u32::from_be_bytes(i),
         }))
+    }
+
+    /// The whole block `number`, decoded once and shared. Receipt and transaction lookups (every
+    /// client polling for its receipt) and verifiers fetching the newest blocks hit the same few
+    /// blocks; decoding the whole block (re-hashing every transaction) per lookup made a receipt
+    /// request cost O(block size).
+    pub fn block_shared(&self, number: u64) -> Result<Option<Arc<Block>>, StoreError> {
+        let cached = |recent: &VecDeque<Arc<Block>>| recent.iter().find(|b| b.number() == number).cloned();
+        if let Some(b) = cached(&self.recent.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(Some(b));
+        }
+        let Some(block) = self.block(number)? else {
+            return Ok(None);
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = cached(&recent) {
+            return Ok(Some(b));
+        }
+        let block = Arc::new(block);
+        if recent.len() >= RECENT_BLOCKS {
+            recent.pop_front();
+        }
+        recent.push_back(block.clone());
+        Ok(Some(block))
     }
 
     /// The whole block `number`.

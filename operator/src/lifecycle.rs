@@ -98,7 +98,7 @@ pub struct Decision {
     pub running_since: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
-    /// Why the lifetime ended, when it ended in this reconciliation (for the Event).
+    /// Why the lifetime ended, while the reason still holds (for Events and the TTL-lag metric).
     pub end_reason: Option<&'static str>,
 }
 
@@ -193,9 +193,11 @@ fn invalid(input: &Input<'_>, mut d: Decision, message: &str) -> Decision {
 /// life (deletion, settle-now, expiry) tears down without settling.
 fn before_running(input: &Input<'_>, mut d: Decision) -> Decision {
     let end = lifetime_end(input.spec, None);
-    if let Some(why) = end_trigger(input, end) {
+    let trigger = end_trigger(input, end);
+    if trigger.is_some() || d.ended_at.is_some() {
+        d.end_reason = trigger;
         d.ended_at.get_or_insert(input.now);
-        d.end_reason = Some(why);
+        let why = trigger.unwrap_or(reason::TEARING_DOWN);
         d.conditions.push(cond(
             conditions::SETTLED,
             false,
@@ -293,21 +295,30 @@ fn lifetime_condition(d: &mut Decision) {
 }
 
 fn running(input: &Input<'_>, mut d: Decision) -> Decision {
-    // The spec is the source of the lifetime: a patched ttl or expiresAt moves it.
-    d.expires_at = lifetime_end(input.spec, d.running_since).or(d.expires_at);
-    lifetime_condition(&mut d);
+    let already_ended = d.ended_at.is_some();
+    if !already_ended {
+        // The spec is the source of the lifetime: a patched ttl or expiresAt moves it.
+        d.expires_at = lifetime_end(input.spec, d.running_since).or(d.expires_at);
+        lifetime_condition(&mut d);
+    }
     quorum_condition(input, &mut d);
 
-    if let Some(why) = end_trigger(input, d.expires_at) {
-        d.ended_at = Some(input.now);
-        d.end_reason = Some(why);
+    // Once the end is recorded it stands: a trigger that goes away during a Discard teardown (the
+    // annotation removed, the ttl extended) must not bring the workloads back with an empty chain.
+    let trigger = end_trigger(input, d.expires_at);
+    if trigger.is_some() || already_ended {
+        if already_ended {
+            refuse_extension(input, &mut d);
+        }
+        d.end_reason = trigger;
+        d.ended_at.get_or_insert(input.now);
         return match input.spec.settlement.policy {
             SettlementPolicy::Settle => {
                 d.phase = Phase::Settling;
                 d.conditions.push(cond(
                     conditions::READY,
                     false,
-                    why,
+                    trigger.unwrap_or(reason::SEALING),
                     "the rollup stopped taking transactions and is settling",
                 ));
                 d.conditions.push(cond(

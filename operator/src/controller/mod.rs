@@ -140,8 +140,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
 
     // The AVSOperator controller's cache is also the rollups' view of the operators.
-    let operator_controller = Controller::new(operators_api.clone(), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency));
+    // Debounced: a burst of rollup changes (a thousand launched at once) recounts each operator
+    // once, and the rollup cache has caught up with the event by then.
+    let operator_controller = Controller::new(operators_api.clone(), watcher::Config::default()).with_config(
+        ControllerConfig::default()
+            .concurrency(config.concurrency)
+            .debounce(Duration::from_secs(1)),
+    );
     let operators = operator_controller.store();
 
     let rollup_controller = Controller::new(rollups_api.clone(), watcher::Config::default())
@@ -176,11 +181,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 .state()
                 .into_iter()
                 .filter(|r| r.namespace() == ns)
-                .filter(|r| {
-                    let s = r.status.as_ref();
-                    let waiting = matches!(s.and_then(|s| s.phase), None | Some(Phase::Pending));
-                    waiting || s.is_some_and(|s| s.assigned_operators.iter().any(|a| a.name == name))
-                })
+                .filter(|r| could_use_operator(r, &name))
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         })
@@ -188,20 +189,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .run(rollup::reconcile, rollup::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    // A rollup's assignment changing updates the counts of the operators it names.
+    // A rollup's assignment changing updates the counts of the operators of its namespace: the
+    // ones it names now and the ones it just let go (few, so all of them).
+    let operators_for_rollups = operators.clone();
     let operator_controller = operator_controller
-        .watches(rollups_api, watcher::Config::default(), |r: FlashRollup| {
+        .watches(rollups_api, watcher::Config::default(), move |r: FlashRollup| {
             let ns = r.namespace();
-            r.status
-                .iter()
-                .flat_map(|s| s.assigned_operators.iter())
-                .map(|a| {
-                    let mut obj = ObjectRef::<AVSOperator>::new(&a.name);
-                    if let Some(ns) = &ns {
-                        obj = obj.within(ns);
-                    }
-                    obj
-                })
+            operators_for_rollups
+                .state()
+                .into_iter()
+                .filter(|o| o.namespace() == ns)
+                .map(|o| ObjectRef::from_obj(&*o))
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stopped())
@@ -233,6 +231,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     server.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether an AVSOperator change may matter to a rollup: it waits for operators, it lists this
+/// one, or it lacks quorum and this one might replace a NotReady member.
+fn could_use_operator(rollup: &FlashRollup, operator: &str) -> bool {
+    let Some(s) = rollup.status.as_ref() else {
+        return true;
+    };
+    match s.phase {
+        None | Some(Phase::Pending) => true,
+        Some(Phase::Provisioning | Phase::Running) => {
+            s.assigned_operators.iter().any(|a| a.name == operator)
+                || status::condition(&s.conditions, crate::api::conditions::QUORUM_MET)
+                    .is_some_and(|c| c.status != "True")
+        }
+        _ => s.assigned_operators.iter().any(|a| a.name == operator),
+    }
 }
 
 /// Rollups by phase, counted from the cache every few seconds (not on every reconcile, which

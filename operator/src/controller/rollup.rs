@@ -36,6 +36,14 @@ const KIND: &str = "FlashRollup";
 /// Entry point for the controller: everything goes through the finalizer helper.
 pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer(KIND);
+    // Caches swap in their whole initial list at once, so an empty AVSOperator cache while this
+    // rollup names operators means "not loaded yet" (right after a start): judging now would see
+    // every operator as gone and report QuorumLost. The rollup cache holds this rollup, so it is
+    // loaded.
+    let names_operators = rollup.status.as_ref().is_some_and(|s| !s.assigned_operators.is_empty());
+    if names_operators && ctx.operators.state().is_empty() && rollup.metadata.deletion_timestamp.is_none() {
+        return Ok(Requeue::requeue(Duration::from_millis(200)));
+    }
     // A torn-down rollup has nothing left for the finalizer to guard: it was removed, and going
     // through `finalizer()` again would put it back.
     let torn_down = rollup.status.as_ref().and_then(|s| s.phase) == Some(Phase::TornDown);
@@ -203,6 +211,10 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         patch_status(ctx, rollup, &status).await?;
     }
     observe_transition(ctx, rollup, &old, &status, &decision, now).await;
+    if decision.phase == Phase::TornDown {
+        let key = format!("{}/{}", rollup.namespace().unwrap_or_default(), rollup.name_any());
+        ctx.reservations.lock().await.remove(&key);
+    }
 
     if deleting {
         return if decision.actions.contains(&Action::RemoveFinalizer) {
@@ -264,18 +276,17 @@ async fn assign(ctx: &Context, rollup: &FlashRollup) -> Result<Assigned> {
         if other_key == key || other.namespace().as_deref() != Some(&ns) {
             continue;
         }
-        let holds = other
-            .status
-            .as_ref()
-            .is_some_and(|s| !matches!(s.phase, Some(Phase::TornDown)));
+        // A torn-down rollup holds nothing, whatever it reserved.
+        if other.status.as_ref().is_some_and(|s| s.phase == Some(Phase::TornDown)) {
+            continue;
+        }
         let names: Vec<String> = match reservations.get(&other_key) {
             Some(reserved) => reserved.clone(),
-            None if holds => other
+            None => other
                 .status
                 .iter()
                 .flat_map(|s| s.assigned_operators.iter().map(|o| o.name.clone()))
                 .collect(),
-            None => Vec::new(),
         };
         for n in names {
             *usage.entry(n).or_default() += 1;
@@ -380,7 +391,10 @@ async fn remove_finalizer(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     });
     api.patch(&rollup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|source| Error::Apply { what: "FlashRollup finalizers".into(), source })?;
+        .map_err(|source| Error::Apply {
+            what: "FlashRollup finalizers".into(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -807,7 +821,10 @@ mod tests {
         let now: Timestamp = "2026-11-21T10:00:00Z".parse().expect("time");
         let at = now + jiff::SignedDuration::from_nanos(1_500_001);
         assert_eq!(until(now, at), Duration::from_millis(2));
-        assert_eq!(until(now, now + jiff::SignedDuration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(
+            until(now, now + jiff::SignedDuration::from_secs(60)),
+            Duration::from_secs(60)
+        );
         assert_eq!(until(at, now), Duration::ZERO, "an instant in the past means now");
     }
 }

@@ -506,6 +506,37 @@ fn every_transition() {
 }
 
 #[test]
+fn an_end_once_recorded_stands() {
+    // A Discard teardown is under way (endedAt recorded) when the ttl is extended and the
+    // settle-now annotation is gone: the teardown goes on, the extension is refused.
+    let ending = FlashRollupStatus {
+        ended_at: Some(Time(t(30))),
+        ..running_status()
+    };
+    let c = Case {
+        now: t(31),
+        children: LEFTOVERS,
+        ..case("", spec("ttl: 10m\nsettlement: { policy: Discard }"), ending.clone())
+    };
+    let d = run(&c);
+    assert_eq!(d.actions, vec![Action::TearDown]);
+    assert_eq!(d.ended_at, Some(t(30)));
+    assert_eq!(d.end_reason, None, "no trigger holds any more");
+    assert!(d.conditions.iter().any(|k| k.reason == reason::EXTENSION_REFUSED));
+    // The same before Running.
+    let pending = FlashRollupStatus {
+        ended_at: Some(Time(t(30))),
+        ..status(Phase::Provisioning)
+    };
+    let c = Case {
+        now: t(31),
+        children: LEFTOVERS,
+        ..case("", discard(), pending)
+    };
+    assert_eq!(run(&c).actions, vec![Action::TearDown]);
+}
+
+#[test]
 fn running_records_start_and_expiry() {
     let c = Case {
         now: t(5),
