@@ -10,9 +10,12 @@
 
 pub mod cmd;
 pub mod install;
+pub mod l1;
 pub mod manifests;
+pub mod nodes;
 pub mod objects;
 pub mod operator;
+pub mod process;
 pub mod scenario;
 pub mod wait;
 

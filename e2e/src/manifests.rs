@@ -24,6 +24,16 @@ pub enum Life {
     ExpiresAt(Timestamp),
 }
 
+/// Where a Settle rollup settles.
+#[derive(Clone, Debug)]
+pub struct L1 {
+    pub rpc_url: String,
+    pub chain_id: u64,
+    pub contract: String,
+    /// Secret with the signer key under `privateKey`.
+    pub signer_secret: String,
+}
+
 /// A FlashRollup to apply.
 #[derive(Clone, Debug)]
 pub struct Rollup {
@@ -34,6 +44,8 @@ pub struct Rollup {
     /// `matchLabels` of `verification.operatorSelector`.
     pub tier: String,
     pub chain_id: u64,
+    /// `settlement.policy: Settle` to this L1; Discard when unset.
+    pub settle: Option<L1>,
 }
 
 impl Rollup {
@@ -46,7 +58,14 @@ impl Rollup {
             quorum: 67,
             tier: "gold".into(),
             chain_id: 901337,
+            settle: None,
         }
+    }
+
+    /// `settlement.policy: Settle` on `l1`, with 1 confirmation.
+    pub fn settle(mut self, l1: &L1) -> Rollup {
+        self.settle = Some(l1.clone());
+        self
     }
 
     pub fn ttl(mut self, ttl: &str) -> Rollup {
@@ -86,6 +105,13 @@ impl Rollup {
             Life::Ttl(ttl) => format!("ttl: {ttl}"),
             Life::ExpiresAt(at) => format!("expiresAt: \"{}\"", at.strftime("%Y-%m-%dT%H:%M:%SZ")),
         };
+        let settlement = match &self.settle {
+            None => "policy: Discard".to_owned(),
+            Some(l1) => format!(
+                "policy: Settle\n    l1:\n      rpcUrl: {}\n      chainId: {}\n      contract: \"{}\"\n      signerSecretRef:\n        name: {}\n        key: privateKey\n    confirmations: 1",
+                l1.rpc_url, l1.chain_id, l1.contract, l1.signer_secret
+            ),
+        };
         format!(
             r#"apiVersion: rollups.flashlayer.dev/v1alpha1
 kind: FlashRollup
@@ -111,7 +137,7 @@ spec:
     minOperators: {min}
     quorumStakePercent: {quorum}
   settlement:
-    policy: Discard
+    {settlement}
   teardown:
     policy: Retain
     volume: Delete

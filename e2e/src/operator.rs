@@ -27,6 +27,17 @@ kill -TERM "$op" 2>/dev/null
 wait "$op"
 "#;
 
+/// How to start an operator beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--node-endpoint`: where the sequencer's admin API is (e.g. a node run on 127.0.0.1).
+    pub node_endpoint: Option<String>,
+    /// `--node-status-interval` (default `0s`: no status reads from the node).
+    pub node_status_interval: Option<String>,
+    /// Extra environment, e.g. `FLASHLAYER_FAULT`.
+    pub env: Vec<(String, String)>,
+}
+
 /// One operator process.
 #[derive(Debug)]
 pub struct Operator {
@@ -43,6 +54,11 @@ pub struct Operator {
 impl Operator {
     /// Start `flashlayer-operator run` with `identity` in the Lease.
     pub fn start(installed: &Installed, identity: &str) -> Result<Operator, String> {
+        Self::start_with(installed, identity, &Options::default())
+    }
+
+    /// Start `flashlayer-operator run` with `identity` in the Lease and `options`.
+    pub fn start_with(installed: &Installed, identity: &str, options: &Options) -> Result<Operator, String> {
         let port = free_port()?;
         let metrics_addr = format!("127.0.0.1:{port}");
         // One log per process, even for a restart under the same identity.
@@ -50,14 +66,15 @@ impl Operator {
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let log_path = installed.dir.join(format!("operator-{n:02}-{identity}.log"));
         let bin = installed.operator_bin.to_string_lossy().into_owned();
-        let args = [
+        let interval = options.node_status_interval.as_deref().unwrap_or("0s");
+        let mut args = vec![
             "run",
             "--metrics-addr",
             &metrics_addr,
             "--log-format",
             "text",
             "--node-status-interval",
-            "0s",
+            interval,
             "--leader-election=true",
             "--lease-namespace",
             NAMESPACE,
@@ -66,6 +83,9 @@ impl Operator {
             "--identity",
             identity,
         ];
+        if let Some(endpoint) = &options.node_endpoint {
+            args.extend(["--node-endpoint", endpoint]);
+        }
         let mut guard = Command::new("bash")
             .arg("-c")
             .arg(GUARD)
@@ -76,6 +96,7 @@ impl Operator {
             .env("KUBECONFIG", &installed.operator_kubeconfig)
             .env("RUST_LOG", "info,kube=warn,hyper=warn")
             .env("NO_COLOR", "1")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -91,9 +112,15 @@ impl Operator {
             .trim()
             .parse()
             .map_err(|e| format!("the operator guard printed {line:?} instead of a PID: {e}"))?;
+        let env: Vec<String> = options.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         log(format!(
-            "started operator {identity} (pid {pid}, metrics {metrics_addr}, log {})",
-            log_path.display()
+            "started operator {identity} (pid {pid}, metrics {metrics_addr}, log {}{})",
+            log_path.display(),
+            if env.is_empty() {
+                String::new()
+            } else {
+                format!(", env {}", env.join(" "))
+            }
         ));
         Ok(Operator {
             identity: identity.to_owned(),
@@ -147,6 +174,12 @@ impl Operator {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         !self.stopped && matches!(self.guard.try_wait(), Ok(None))
+    }
+
+    /// Whether the operator process itself has exited on its own (the guard, which has not
+    /// reaped it yet, keeps it as a zombie).
+    pub fn has_exited(&self) -> bool {
+        crate::process::exited(self.pid)
     }
 
     /// The last `lines` lines of its log.

@@ -88,6 +88,20 @@ impl Scenario {
         self.operators.len() - 1
     }
 
+    /// Start an operator process with this identity and `options`; returns its index.
+    pub fn start_operator_with(&mut self, identity: &str, options: &crate::operator::Options) -> usize {
+        let op = Operator::start_with(self.installed, identity, options).expect("starting the operator");
+        self.operators.push(op);
+        self.operators.len() - 1
+    }
+
+    /// Like [`Scenario::start_leader`], with `options`.
+    pub async fn start_leader_with(&mut self, identity: &str, options: &crate::operator::Options) -> usize {
+        let i = self.start_operator_with(identity, options);
+        self.wait_leader(identity, Duration::from_secs(30)).await;
+        i
+    }
+
     /// Start an operator and wait until it holds the Lease (a previous process released it).
     pub async fn start_leader(&mut self, identity: &str) -> usize {
         let i = self.start_operator(identity);

@@ -47,11 +47,16 @@ pub struct SelectorError(String);
 /// reason). A NotReady one is replaced in the same slot when an eligible operator is free, and
 /// otherwise stays, its stake no longer counting as ready (which the lifecycle reports as
 /// QuorumLost).
+///
+/// `frozen`: the set is registered on the L1 settlement contract, where it cannot change. Then
+/// nobody is replaced and nobody is added (a raised minOperators included): a NotReady member
+/// keeps its slot and only its ready stake drops.
 pub fn assign(
     seed: &str,
     spec: &VerificationSpec,
     current: &[AssignedOperator],
     candidates: &[Candidate],
+    frozen: bool,
 ) -> Result<Assignment, SelectorError> {
     let selector = match &spec.operator_selector {
         Some(s) => Selector::try_from(s.clone()).map_err(|e| SelectorError(e.to_string()))?,
@@ -68,6 +73,15 @@ pub fn assign(
     // Stake first (quorum is reached with fewer, stronger signers), then a per-rollup hash.
     eligible.sort_by_key(|c| (std::cmp::Reverse(c.stake), tiebreak(seed, &c.name)));
     let mut free = eligible.into_iter();
+
+    if frozen && !current.is_empty() {
+        let ready_stake = current.iter().filter(|o| is_ready(&o.name)).map(|o| o.stake).sum();
+        return Ok(Assignment::Assigned {
+            operators: current.to_vec(),
+            replaced: Vec::new(),
+            ready_stake,
+        });
+    }
 
     let wanted = spec.min_operators as usize;
     if current.is_empty() {
@@ -166,14 +180,14 @@ mod tests {
             cand("e", 99, 2, 0, true, "silver"), // wrong tier
             cand("f", 40, 3, 2, true, "gold"),
         ];
-        let a = assign("uid-1", &spec(3, Some("gold")), &[], &c).expect("valid selector");
+        let a = assign("uid-1", &spec(3, Some("gold")), &[], &c, false).expect("valid selector");
         assert_eq!(names(&a), ["b", "f", "a"]);
     }
 
     #[test]
     fn insufficient_operators_assign_nothing() {
         let c = vec![cand("a", 10, 1, 0, true, "gold"), cand("b", 10, 1, 1, true, "gold")];
-        let a = assign("uid", &spec(2, Some("gold")), &[], &c).expect("valid selector");
+        let a = assign("uid", &spec(2, Some("gold")), &[], &c, false).expect("valid selector");
         assert_eq!(a, Assignment::Insufficient { eligible: 1, wanted: 2 });
     }
 
@@ -182,10 +196,13 @@ mod tests {
         let c: Vec<_> = (0..8)
             .map(|i| cand(&format!("op{i}"), 100, 10, 0, true, "gold"))
             .collect();
-        let first = names(&assign("uid-x", &spec(2, None), &[], &c).expect("ok"));
-        assert_eq!(first, names(&assign("uid-x", &spec(2, None), &[], &c).expect("ok")));
+        let first = names(&assign("uid-x", &spec(2, None), &[], &c, false).expect("ok"));
+        assert_eq!(
+            first,
+            names(&assign("uid-x", &spec(2, None), &[], &c, false).expect("ok"))
+        );
         let distinct: std::collections::BTreeSet<_> = (0..20)
-            .map(|i| names(&assign(&format!("uid-{i}"), &spec(2, None), &[], &c).expect("ok")))
+            .map(|i| names(&assign(&format!("uid-{i}"), &spec(2, None), &[], &c, false).expect("ok")))
             .collect();
         assert!(
             distinct.len() > 5,
@@ -201,7 +218,7 @@ mod tests {
             cand("c", 30, 1, 0, true, "gold"),
         ];
         let current = vec![assigned(&c[0]), assigned(&c[1])];
-        let a = assign("uid", &spec(2, None), &current, &c).expect("ok");
+        let a = assign("uid", &spec(2, None), &current, &c, false).expect("ok");
         let Assignment::Assigned {
             operators,
             replaced,
@@ -222,7 +239,7 @@ mod tests {
     fn without_a_replacement_the_stake_is_lost() {
         let c = vec![cand("a", 100, 1, 0, true, "gold"), cand("b", 100, 1, 0, false, "gold")];
         let current = vec![assigned(&c[0]), assigned(&c[1])];
-        let a = assign("uid", &spec(2, None), &current, &c).expect("ok");
+        let a = assign("uid", &spec(2, None), &current, &c, false).expect("ok");
         let Assignment::Assigned {
             operators,
             replaced,
@@ -237,6 +254,34 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_set_keeps_its_members_and_loses_stake_instead() {
+        let c = vec![
+            cand("a", 100, 1, 0, true, "gold"),
+            cand("b", 100, 1, 0, false, "gold"),
+            cand("c", 30, 1, 0, true, "gold"),
+            cand("d", 30, 1, 0, true, "gold"),
+        ];
+        let current = vec![assigned(&c[0]), assigned(&c[1])];
+        // minOperators raised to 3 as well: a registered set grows no more than it is replaced.
+        let a = assign("uid", &spec(3, None), &current, &c, true).expect("ok");
+        assert_eq!(
+            a,
+            Assignment::Assigned {
+                operators: current.clone(),
+                replaced: vec![],
+                ready_stake: 100,
+            }
+        );
+        // Not frozen, the same round replaces b and fills the third slot.
+        let a = assign("uid", &spec(3, None), &current, &c, false).expect("ok");
+        assert_eq!(names(&a).len(), 3);
+        assert!(!names(&a).contains(&"b".to_owned()));
+        // Frozen with nothing assigned yet cannot happen, but would assign normally.
+        let a = assign("uid", &spec(2, None), &[], &c, true).expect("ok");
+        assert_eq!(names(&a).len(), 2);
+    }
+
+    #[test]
     fn a_deleted_operator_counts_as_not_ready() {
         let c = vec![cand("a", 100, 1, 0, true, "gold"), cand("z", 5, 1, 0, true, "gold")];
         let gone = AssignedOperator {
@@ -244,7 +289,7 @@ mod tests {
             address: "0x0".into(),
             stake: 100,
         };
-        let a = assign("uid", &spec(2, None), &[assigned(&c[0]), gone], &c).expect("ok");
+        let a = assign("uid", &spec(2, None), &[assigned(&c[0]), gone], &c, false).expect("ok");
         assert_eq!(names(&a), ["a", "z"]);
     }
 }

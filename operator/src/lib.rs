@@ -7,6 +7,7 @@ pub mod builders;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod fault;
 pub mod http;
 pub mod leader;
 pub mod lifecycle;

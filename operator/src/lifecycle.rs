@@ -68,6 +68,9 @@ impl Children {
 pub enum Action {
     /// Assign operators and apply the desired child objects (a no-op when nothing changed).
     ApplyWorkloads,
+    /// Register the assigned operator set on the L1 settlement contract (policy Settle), or
+    /// follow the registration already under way.
+    Register,
     /// Run this step of settlement (seal, certificate, submit, confirm).
     Settle(SettlementStep),
     /// Delete every workload (and the data volume per policy); count what is left.
@@ -230,9 +233,34 @@ fn before_running(input: &Input<'_>, mut d: Decision) -> Decision {
             d
         }
         Operators::Assigned { count, .. } => {
-            quorum_condition(input, &mut d);
+            let quorum_met = quorum_condition(input, &mut d);
             d.actions.push(Action::ApplyWorkloads);
-            if input.children.all_ready() {
+            // Policy Settle: the set is registered on the L1 before the chain runs, as soon as it
+            // holds the quorum (a NotReady member may still be replaced until then), and in
+            // parallel with the workloads starting. Once the intent is recorded it is followed
+            // whatever the quorum does: the transaction may be mined.
+            let registering = needs_registration(input);
+            let in_flight = input
+                .status
+                .settlement
+                .as_ref()
+                .is_some_and(|s| s.registered_tx.is_some());
+            if registering && (quorum_met || in_flight) {
+                d.actions.push(Action::Register);
+            }
+            if input.children.all_ready() && registering {
+                d.phase = Phase::Provisioning;
+                let message = if quorum_met || in_flight {
+                    format!(
+                        "the workloads are ready; registering the operator set ({count} operators) on the L1 settlement contract"
+                    )
+                } else {
+                    "the workloads are ready; waiting for the quorum before registering the operator set on the L1"
+                        .to_owned()
+                };
+                d.conditions
+                    .push(cond(conditions::READY, false, reason::REGISTERING, message));
+            } else if input.children.all_ready() {
                 d.phase = Phase::Running;
                 d.running_since = Some(input.now);
                 d.expires_at = lifetime_end(input.spec, Some(input.now));
@@ -247,12 +275,17 @@ fn before_running(input: &Input<'_>, mut d: Decision) -> Decision {
             } else {
                 d.phase = Phase::Provisioning;
                 let c = &input.children;
+                let registration = if registering {
+                    "; registering the operator set on the L1"
+                } else {
+                    ""
+                };
                 d.conditions.push(cond(
                     conditions::READY,
                     false,
                     reason::WORKLOADS_PENDING,
                     format!(
-                        "sequencers ready {}/{}, verifiers ready {}/{} ({count} operators assigned)",
+                        "sequencers ready {}/{}, verifiers ready {}/{} ({count} operators assigned){registration}",
                         c.sequencers_ready, c.sequencers_wanted, c.verifiers_ready, c.verifiers_wanted
                     ),
                 ));
@@ -262,7 +295,26 @@ fn before_running(input: &Input<'_>, mut d: Decision) -> Decision {
     }
 }
 
-fn quorum_condition(input: &Input<'_>, d: &mut Decision) {
+/// Policy Settle and the operator set is not registered on the L1 yet.
+pub fn needs_registration(input: &Input<'_>) -> bool {
+    input.spec.settlement.policy == SettlementPolicy::Settle
+        && !input.status.settlement.as_ref().is_some_and(|s| s.registered)
+}
+
+/// Whether the operator set may no longer change: policy Settle and its registration on the L1
+/// is recorded (sent, or about to be). The contract's set is fixed, so a replacement would make
+/// the chain's certificates unverifiable there.
+pub fn set_is_frozen(spec: &FlashRollupSpec, status: &FlashRollupStatus) -> bool {
+    spec.settlement.policy == SettlementPolicy::Settle
+        && status
+            .settlement
+            .as_ref()
+            .is_some_and(|s| s.registered || s.registered_tx.is_some())
+}
+
+/// Push QuorumMet; whether it is met.
+fn quorum_condition(input: &Input<'_>, d: &mut Decision) -> bool {
+    let mut quorum_met = false;
     if let Operators::Assigned {
         count,
         ready_stake,
@@ -280,7 +332,9 @@ fn quorum_condition(input: &Input<'_>, d: &mut Decision) {
             reason::QUORUM_LOST
         };
         d.conditions.push(cond(conditions::QUORUM_MET, met, reason, message));
+        quorum_met = met;
     }
+    quorum_met
 }
 
 fn lifetime_condition(d: &mut Decision) {
@@ -446,7 +500,9 @@ fn failed(input: &Input<'_>, d: Decision) -> Decision {
     if input.generation == input.status.observed_generation {
         return d;
     }
-    let resume = if input.status.settlement.is_some() {
+    // Settlement had begun (the lifetime ended with a settlement record): resume it where it
+    // was. A registration alone (or a failure before it) starts over from Pending.
+    let resume = if input.status.settlement.is_some() && input.status.ended_at.is_some() {
         Phase::Settling
     } else {
         Phase::Pending

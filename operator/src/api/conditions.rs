@@ -25,6 +25,9 @@ pub mod reason {
     pub const EXPIRED: &str = "Expired";
     pub const SETTLE_REQUESTED: &str = "SettleRequested";
     pub const DELETION_REQUESTED: &str = "DeletionRequested";
+    pub const REGISTERING: &str = "Registering";
+    pub const REGISTRATION_CONFLICT: &str = "RegistrationConflict";
+    pub const REGISTRATION_REJECTED: &str = "RegistrationRejected";
     pub const SEALING: &str = "Sealing";
     pub const AWAITING_CERTIFICATE: &str = "AwaitingCertificate";
     pub const SUBMITTING: &str = "Submitting";

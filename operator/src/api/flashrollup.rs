@@ -479,9 +479,10 @@ pub enum SettlementStep {
     Done,
 }
 
-/// Progress and result of settlement. The intent (nonce and hash of the signed transaction) is
-/// recorded before the transaction is sent, so a restarted operator looks for its receipt
-/// instead of sending a second one.
+/// Registration of the operator set on the L1 contract, then progress and result of
+/// settlement. The intent (nonce and hash of each signed transaction) is recorded before the
+/// transaction is sent, so a restarted operator looks for its receipt instead of sending a second
+/// one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SettlementStatus {
@@ -491,6 +492,23 @@ pub struct SettlementStatus {
     /// Rollup id on the settlement contract (0x-prefixed 32 bytes), derived from the object's UID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup_id: Option<String>,
+    /// The assigned operator set is registered on the settlement contract, by this operator's
+    /// signer. From then on the set is fixed: a NotReady operator is no longer replaced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registered: bool,
+    /// Hash of the `registerRollup` transaction. Recorded (with its raw bytes) before it is
+    /// sent, so a restarted operator looks for that transaction instead of signing another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_tx: Option<String>,
+    /// The signed `registerRollup` transaction (0x-prefixed), re-broadcast until it is mined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_raw_tx: Option<String>,
+    /// Nonce of the `registerRollup` transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_nonce: Option<u64>,
+    /// L1 block that included the registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_l1_block_number: Option<u64>,
     /// Number of the final block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_height: Option<u64>,
@@ -500,7 +518,7 @@ pub struct SettlementStatus {
     /// State root of the final block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_root: Option<String>,
-    /// Address that signs the settlement transaction.
+    /// Address that signs the registration and settlement transactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
     /// Nonce of the settlement transaction.
@@ -525,6 +543,10 @@ pub struct SettlementStatus {
     /// Attempts of the current step that failed in a row.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_attempts: u32,
+    /// After a failed attempt: when the step is tried again (exponential backoff, 2 s to 64 s).
+    /// Reconciliations before then (this status write triggers one) wait for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -32,6 +32,10 @@ pub enum Error {
     /// The signer Secret of `settlement.l1` is missing or lacks the key.
     #[error("signer secret {name}: {problem}")]
     SignerSecret { name: String, problem: &'static str },
+    /// The rollup id's registration on the L1 contract is not ours (another registrar, another
+    /// set), or the contract refuses to register the set.
+    #[error("L1 registration: {0}")]
+    Registration(String),
     /// The node's certificate does not certify the sealed block.
     #[error("certificate mismatch: {0}")]
     Certificate(String),
@@ -56,6 +60,7 @@ impl Error {
             Error::L1(e) => e.label(),
             Error::SignerSecret { .. } => "signer_secret",
             Error::Certificate(_) => "certificate",
+            Error::Registration(_) => "registration",
             Error::InProgress(_) => "in_progress",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {

@@ -3,6 +3,7 @@
 
 pub mod avsoperator;
 pub mod error;
+pub mod register;
 pub mod rollup;
 pub mod settle;
 pub mod status;
@@ -63,6 +64,9 @@ pub struct Context {
     pub reservations: Mutex<HashMap<String, Vec<String>>>,
     /// Admin tokens read from Secrets, by rollup UID (they never change).
     pub tokens: Mutex<HashMap<String, String>>,
+    /// Held from choosing an L1 transaction's nonce until it is sent: rollups that share a
+    /// signer key must not sign two transactions with one nonce.
+    pub l1_signing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Context {
@@ -167,6 +171,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         operators: operators.clone(),
         reservations: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
+        l1_signing: Mutex::new(()),
     });
 
     // An AVSOperator change wakes the rollups it verifies and those still waiting for operators.

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{Error, Result};
+use super::register;
 use super::settle::{self, NodeAccess};
 use super::status::merge_conditions;
 use super::{Context, teardown};
@@ -124,8 +125,62 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
 
     // Act.
     let mut extra: Vec<Cond> = Vec::new();
+    // An error only a person can resolve, with the Ready reason to report it under.
+    let mut failure: Option<(Error, &'static str)> = None;
+    // Registration first: when it completes, this reconciliation moves on at once (to Running
+    // when the workloads are ready) instead of waiting for the next one.
+    let mut register_wait: Option<Duration> = None;
+    let retry_wait = retry_wait(&old, now);
+    if decision.actions.contains(&Action::Register)
+        && let Some(wait) = retry_wait
+    {
+        // Backing off after a failure: keep its condition (Ready) as it is, and wait.
+        register_wait = Some(wait);
+        decision.conditions.retain(|c| c.type_ != conditions::READY);
+    } else if decision.actions.contains(&Action::Register) {
+        match run_registration(ctx, rollup, &assigned, &mut status).await {
+            Ok(None) => {
+                let registered = FlashRollupStatus {
+                    settlement: status.settlement.clone(),
+                    ..old.clone()
+                };
+                decision = lifecycle::decide(&lifecycle::Input {
+                    status: &registered,
+                    ..input.clone()
+                });
+            }
+            Ok(Some(wait)) => register_wait = Some(wait),
+            Err(e) if e.is_failure() && !is_transient(&e) => {
+                let reason = match e {
+                    Error::Registration(_) => reason::REGISTRATION_CONFLICT,
+                    _ => reason::REGISTRATION_REJECTED,
+                };
+                // Nothing more is built for a rollup that could never settle.
+                decision.actions.clear();
+                failure = Some((e, reason));
+            }
+            Err(Error::InProgress(after)) => register_wait = Some(after),
+            Err(e) => {
+                let wait = record_failure(status.settlement.get_or_insert_default(), now);
+                tracing::warn!(rollup = %rollup.name_any(), namespace = ?rollup.namespace(), error = %e, retry_in = ?wait, "registering the operator set on the L1 failed; retrying");
+                register_wait = Some(wait);
+                extra.push(Cond {
+                    type_: conditions::READY,
+                    status: false,
+                    reason: match &e {
+                        Error::L1(_) => reason::L1_UNREACHABLE,
+                        _ => reason::REGISTERING,
+                    },
+                    message: format!("registering the operator set on the L1 (retrying): {e}"),
+                });
+                ctx.metrics.settlement_failures.with_label_values(&[e.label()]).inc();
+            }
+        }
+    }
     let mut requeue = decision.wake_at.map(|at| until(now, at));
-    let mut failure: Option<Error> = None;
+    if let Some(wait) = register_wait {
+        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+    }
     for action in decision.actions.clone() {
         match action {
             Action::ApplyWorkloads => {
@@ -142,14 +197,20 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
                     .await;
                 }
             }
+            // Done before the other actions (above).
+            Action::Register => {}
+            Action::Settle(_) if retry_wait.is_some() => {
+                // Backing off after a failure: its condition (Settling) stays as it is.
+                requeue = retry_wait;
+                decision.conditions.retain(|c| c.type_ != conditions::SETTLING);
+            }
             Action::Settle(_) => match run_settlement(ctx, rollup, &mut status, &mut extra).await {
                 Ok(after) => requeue = Some(after),
-                Err(e) if e.is_failure() && !is_transient(&e) => failure = Some(e),
+                Err(e) if e.is_failure() && !is_transient(&e) => failure = Some((e, reason::SETTLEMENT_REJECTED)),
                 Err(Error::InProgress(after)) => requeue = Some(after),
                 Err(e) => {
-                    let s = status.settlement.get_or_insert_default();
-                    s.failed_attempts = s.failed_attempts.saturating_add(1);
-                    let backoff = Duration::from_secs(1 << s.failed_attempts.min(6));
+                    let backoff = record_failure(status.settlement.get_or_insert_default(), now);
+                    tracing::warn!(rollup = %rollup.name_any(), namespace = ?rollup.namespace(), error = %e, retry_in = ?backoff, "settlement step failed; retrying");
                     extra.push(Cond {
                         type_: conditions::SETTLING,
                         status: true,
@@ -185,13 +246,14 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         }
     }
 
-    // A settlement the L1 refused, or a certificate that does not match: a person must look.
-    if let Some(e) = &failure {
+    // A settlement the L1 refused, a certificate that does not match, a rollup id registered
+    // by someone else: a person must look.
+    if let Some((e, reason)) = &failure {
         decision.phase = Phase::Failed;
         decision.conditions.push(Cond {
             type_: conditions::READY,
             status: false,
-            reason: reason::SETTLEMENT_REJECTED,
+            reason,
             message: e.to_string(),
         });
         ctx.metrics.settlement_failures.with_label_values(&[e.label()]).inc();
@@ -229,9 +291,34 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
 fn is_transient(e: &Error) -> bool {
     match e {
         Error::L1(l1) => l1.is_transient(),
-        Error::Certificate(_) | Error::InvalidSpec(_) => false,
+        Error::Certificate(_) | Error::InvalidSpec(_) | Error::Registration(_) => false,
         _ => true,
     }
+}
+
+/// Retry delay after `failed_attempts` transient failures in a row: 2 s, 4 s, ... up to 64 s.
+fn backoff(failed_attempts: u32) -> Duration {
+    Duration::from_secs(1 << failed_attempts.clamp(1, 6))
+}
+
+/// Count a transient failure of the current step and set when it is tried again; returns the
+/// delay. The instant is recorded in status because the status write itself wakes the
+/// controller: without it, every failure would be retried at once.
+fn record_failure(s: &mut SettlementStatus, now: Timestamp) -> Duration {
+    s.failed_attempts = s.failed_attempts.saturating_add(1);
+    let delay = backoff(s.failed_attempts);
+    s.next_attempt_at = jiff::SignedDuration::try_from(delay)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .map(Time);
+    delay
+}
+
+/// How long until the step that failed may be tried again, if that is still ahead.
+fn retry_wait(status: &FlashRollupStatus, now: Timestamp) -> Option<Duration> {
+    let s = status.settlement.as_ref()?;
+    let at = s.next_attempt_at.as_ref()?.0;
+    (s.failed_attempts > 0 && at > now).then(|| until(now, at))
 }
 
 fn settle_reason(e: &Error) -> &'static str {
@@ -311,7 +398,12 @@ async fn assign(ctx: &Context, rollup: &FlashRollup) -> Result<Assigned> {
         })
         .collect();
     let seed = rollup.metadata.uid.clone().unwrap_or_else(|| key.clone());
-    let outcome = assignment::assign(&seed, &rollup.spec.verification, &current, &candidates)
+    // A set registered on the L1 is fixed there: no replacement, QuorumLost instead.
+    let frozen = rollup
+        .status
+        .as_ref()
+        .is_some_and(|s| lifecycle::set_is_frozen(&rollup.spec, s));
+    let outcome = assignment::assign(&seed, &rollup.spec.verification, &current, &candidates, frozen)
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     Ok(match outcome {
         Assignment::Insufficient { eligible, wanted } => {
@@ -654,6 +746,40 @@ async fn admin_token(ctx: &Context, rollup: &FlashRollup) -> Result<String> {
     Ok(token)
 }
 
+/// `status.settlement`, created with the rollup id on first use.
+fn settlement_record<'a>(rollup: &FlashRollup, status: &'a mut FlashRollupStatus) -> &'a mut SettlementStatus {
+    let s = status.settlement.get_or_insert_default();
+    if s.rollup_id.is_none() {
+        let ns = rollup.namespace().unwrap_or_default();
+        let id = rollup_id(
+            &ns,
+            &rollup.name_any(),
+            rollup.metadata.uid.as_deref().unwrap_or_default(),
+        );
+        s.rollup_id = Some(id.to_string());
+    }
+    s
+}
+
+/// Register the assigned set on the L1 (or follow the registration under way): `Ok(None)`
+/// once registered, else when to look again.
+async fn run_registration(
+    ctx: &Context,
+    rollup: &FlashRollup,
+    assigned: &Assigned,
+    status: &mut FlashRollupStatus,
+) -> Result<Option<Duration>> {
+    let set = register::operator_set(rollup, &assigned.status, &assigned.specs);
+    let s = settlement_record(rollup, status);
+    let out = register::register(ctx, rollup, &assigned.status, &set, s).await?;
+    s.failed_attempts = 0;
+    s.next_attempt_at = None;
+    if out.is_none() {
+        tracing::info!(rollup = %rollup.name_any(), namespace = ?rollup.namespace(), tx = ?s.registered_tx, "operator set registered on the L1");
+    }
+    Ok(out)
+}
+
 /// Run settlement steps back to back until one has to wait.
 async fn run_settlement(
     ctx: &Context,
@@ -661,23 +787,13 @@ async fn run_settlement(
     status: &mut FlashRollupStatus,
     extra: &mut Vec<Cond>,
 ) -> Result<Duration> {
-    let ns = rollup.namespace().unwrap_or_default();
-    let s = status.settlement.get_or_insert_with(|| SettlementStatus {
-        rollup_id: Some(
-            rollup_id(
-                &ns,
-                &rollup.name_any(),
-                rollup.metadata.uid.as_deref().unwrap_or_default(),
-            )
-            .to_string(),
-        ),
-        ..SettlementStatus::default()
-    });
+    let s = settlement_record(rollup, status);
     let node = node_access(ctx, rollup).await?;
     for _ in 0..8 {
         let before = s.step;
         let wait = settle::step(ctx, rollup, &node, s).await?;
         s.failed_attempts = 0;
+        s.next_attempt_at = None;
         if s.step == SettlementStep::Done {
             extra.push(Cond {
                 type_: conditions::SETTLING,
@@ -826,5 +942,25 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(until(at, now), Duration::ZERO, "an instant in the past means now");
+    }
+
+    #[test]
+    fn failures_back_off_and_the_wait_survives_a_status_write() {
+        let now: Timestamp = "2026-11-21T10:00:00Z".parse().expect("time");
+        let mut status = FlashRollupStatus::default();
+        assert_eq!(retry_wait(&status, now), None, "nothing failed");
+        let s = status.settlement.get_or_insert_default();
+        let delays: Vec<u64> = (0..8).map(|_| record_failure(s, now).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 64, 64]);
+        // The next reconciliation (woken by this very status write) waits for the instant.
+        assert_eq!(retry_wait(&status, now), Some(Duration::from_secs(64)));
+        let later = now + jiff::SignedDuration::from_secs(60);
+        assert_eq!(retry_wait(&status, later), Some(Duration::from_secs(4)));
+        assert_eq!(retry_wait(&status, now + jiff::SignedDuration::from_secs(64)), None);
+        // A success clears the count: no wait, whatever the instant says.
+        if let Some(s) = status.settlement.as_mut() {
+            s.failed_attempts = 0;
+        }
+        assert_eq!(retry_wait(&status, now), None);
     }
 }

@@ -59,6 +59,27 @@ fn settling_status(step: SettlementStep) -> FlashRollupStatus {
     }
 }
 
+/// A Settle rollup before Running, with its registration as far as `registered` / `tx` say.
+fn registration(phase: Phase, registered: bool, tx: Option<&str>) -> FlashRollupStatus {
+    FlashRollupStatus {
+        settlement: Some(SettlementStatus {
+            rollup_id: Some(format!("0x{}", "33".repeat(32))),
+            registered,
+            registered_tx: tx.map(str::to_owned),
+            ..Default::default()
+        }),
+        ..status(phase)
+    }
+}
+
+const TX: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+
+const BELOW_QUORUM: Operators = Operators::Assigned {
+    count: 3,
+    ready_stake: 100,
+    total_stake: 250,
+};
+
 const ASSIGNED: Operators = Operators::Assigned {
     count: 2,
     ready_stake: 200,
@@ -482,7 +503,180 @@ fn cases() -> Vec<Case> {
             actions: vec![TearDown, RemoveFinalizer],
             ..case("failed and deleted lets go", settle(), status(Phase::Failed))
         },
+        // Registration of the operator set on the L1 (policy Settle).
+        Case {
+            children: NOT_READY,
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads, Register],
+            conds: vec![
+                ("QuorumMet", true, "OperatorsAssigned"),
+                ("Ready", false, "WorkloadsPending"),
+            ],
+            ..case(
+                "settle: registration starts with the workloads",
+                settle(),
+                FlashRollupStatus::default(),
+            )
+        },
+        Case {
+            now: t(0),
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads, Register],
+            conds: vec![("Ready", false, "Registering")],
+            ..case(
+                "settle: ready workloads wait in Provisioning until registered",
+                settle(),
+                status(Phase::Provisioning),
+            )
+        },
+        Case {
+            now: t(0),
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads, Register],
+            conds: vec![("Ready", false, "Registering")],
+            ..case(
+                "settle: a registration in flight is followed",
+                settle(),
+                registration(Phase::Provisioning, false, Some(TX)),
+            )
+        },
+        Case {
+            now: t(0),
+            phase: Phase::Running,
+            actions: vec![ApplyWorkloads],
+            wake_at: Some(t(60)),
+            conds: vec![("Ready", true, "WorkloadsReady"), ("TTLAccepted", true, "LifetimeSet")],
+            ..case(
+                "settle: registered and ready runs",
+                settle(),
+                registration(Phase::Provisioning, true, Some(TX)),
+            )
+        },
+        Case {
+            now: t(0),
+            children: NOT_READY,
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads],
+            conds: vec![("Ready", false, "WorkloadsPending")],
+            ..case(
+                "settle: registered but workloads not ready keeps provisioning",
+                settle(),
+                registration(Phase::Provisioning, true, Some(TX)),
+            )
+        },
+        Case {
+            now: t(0),
+            operators: BELOW_QUORUM,
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads],
+            conds: vec![("QuorumMet", false, "QuorumLost"), ("Ready", false, "Registering")],
+            ..case(
+                "settle: below quorum the set is not registered yet (it may still be replaced)",
+                settle(),
+                status(Phase::Provisioning),
+            )
+        },
+        Case {
+            now: t(0),
+            operators: BELOW_QUORUM,
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads, Register],
+            conds: vec![("QuorumMet", false, "QuorumLost"), ("Ready", false, "Registering")],
+            ..case(
+                "settle: a registration already sent is followed even below quorum",
+                settle(),
+                registration(Phase::Provisioning, false, Some(TX)),
+            )
+        },
+        Case {
+            now: t(0),
+            phase: Phase::Running,
+            actions: vec![ApplyWorkloads],
+            wake_at: Some(t(60)),
+            ..case(
+                "discard: no registration, ready runs",
+                discard(),
+                status(Phase::Provisioning),
+            )
+        },
+        Case {
+            now: t(3600),
+            children: LEFTOVERS,
+            phase: Phase::Provisioning,
+            actions: vec![TearDown],
+            conds: vec![("Settled", false, "NeverRan")],
+            ..case(
+                "settle: expiry while registering tears down without settling",
+                spec(
+                    "expiresAt: '2026-11-21T11:00:00Z'\nsettlement: { policy: Settle, l1: { rpcUrl: 'http://127.0.0.1:8545', chainId: 1, contract: '0x5FbDB2315678afecb367f032d93F642f64180aa3', signerSecretRef: { name: l1 } } }",
+                ),
+                registration(Phase::Provisioning, false, Some(TX)),
+            )
+        },
+        Case {
+            phase: Phase::Failed,
+            ..case(
+                "settle: a failed registration holds",
+                settle(),
+                registration(Phase::Failed, false, Some(TX)),
+            )
+        },
+        Case {
+            generation: 2,
+            children: NOT_READY,
+            phase: Phase::Provisioning,
+            actions: vec![ApplyWorkloads, Register],
+            ..case(
+                "settle: a failed registration with a changed spec starts over, not in Settling",
+                settle(),
+                registration(Phase::Failed, false, Some(TX)),
+            )
+        },
+        Case {
+            now: t(30),
+            operators: BELOW_QUORUM,
+            phase: Phase::Running,
+            actions: vec![ApplyWorkloads],
+            wake_at: Some(t(60)),
+            conds: vec![("QuorumMet", false, "QuorumLost")],
+            ..case(
+                "settle: a registered running rollup that loses an operator reports QuorumLost",
+                settle(),
+                FlashRollupStatus {
+                    settlement: registration(Phase::Running, true, Some(TX)).settlement,
+                    ..running_status()
+                },
+            )
+        },
+        Case {
+            now: t(60),
+            phase: Phase::Settling,
+            actions: vec![Settle(S::Sealing)],
+            conds: vec![("Ready", false, "Expired"), ("Settling", true, "Sealing")],
+            ..case(
+                "settle: a registered rollup settles at expiry from its registration record",
+                settle(),
+                FlashRollupStatus {
+                    settlement: registration(Phase::Running, true, Some(TX)).settlement,
+                    ..running_status()
+                },
+            )
+        },
     ]
+}
+
+#[test]
+fn the_set_freezes_once_its_registration_is_recorded() {
+    let s = settle();
+    assert!(!set_is_frozen(&s, &status(Phase::Provisioning)));
+    assert!(!set_is_frozen(&s, &registration(Phase::Provisioning, false, None)));
+    assert!(set_is_frozen(&s, &registration(Phase::Provisioning, false, Some(TX))));
+    assert!(set_is_frozen(&s, &registration(Phase::Running, true, Some(TX))));
+    // Discard never registers, so never freezes.
+    assert!(!set_is_frozen(
+        &discard(),
+        &registration(Phase::Running, true, Some(TX))
+    ));
 }
 
 #[test]

@@ -13,20 +13,34 @@ use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{Panic, Revert, SolCall, SolError, SolValue};
+use alloy::sol_types::{Panic, Revert, SolCall, SolError, SolInterface, SolValue};
 use alloy::transports::{RpcError, TransportErrorKind};
 
 use super::node::Certificate;
 
 alloy::sol! {
     /// The L1 settlement contract, as documented in docs/node-api.md.
+    #[sol(all_derives)]
     interface IFlashSettlement {
+        error AlreadyRegistered(bytes32 rollupId);
+        error InvalidPublicKey(uint256 index);
+        error UnknownRollup(bytes32 rollupId);
+        error NotRegistrar(bytes32 rollupId, address caller);
+        error AlreadySettled(bytes32 rollupId, uint64 number);
+        error BadBitmap(uint256 signerBitmap, uint256 operatorCount);
+        error SignerWithoutKey(uint256 index);
+        error QuorumNotMet(uint256 signedStake, uint256 totalStake, uint16 quorumBps);
+        error InvalidCertificatePoint();
+        error BadSignature();
+
         event RollupSettled(bytes32 indexed rollupId, uint64 number, bytes32 blockHash, bytes32 stateRoot);
 
         function registerRollup(bytes32 rollupId, uint64 chainId, uint256[2][] g1PublicKeys, uint96[] stakes, uint16 quorumBps);
         function settle(bytes32 rollupId, uint64 number, bytes32 blockHash, bytes32 stateRoot, uint256 signerBitmap, uint256[4] apkG2, uint256[2] sigma);
         function settlement(bytes32 rollupId) view returns (bool settled, uint64 number, bytes32 blockHash, bytes32 stateRoot);
         function isRegistered(bytes32 rollupId) view returns (bool);
+        function rollup(bytes32 rollupId) view returns (address registrar, uint64 chainId, uint16 quorumBps, uint16 operatorCount, uint256 totalStake);
+        function operatorAt(bytes32 rollupId, uint256 index) view returns (uint256[2] g1, uint96 stake);
     }
 }
 
@@ -118,6 +132,57 @@ pub struct SettledRecord {
     pub block_hash: B256,
     /// Final state root.
     pub state_root: B256,
+}
+
+/// A rollup's registration as the contract holds it (`rollup(bytes32)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The account that registered it, the only one that may settle it.
+    pub registrar: Address,
+    /// The rollup's chain id, bound into the signed message.
+    pub chain_id: u64,
+    /// Quorum in basis points.
+    pub quorum_bps: u16,
+    /// Size of the registered operator set.
+    pub operator_count: u16,
+    /// Sum of the registered stakes.
+    pub total_stake: U256,
+}
+
+/// The operator set to register for a rollup, in signer-bitmap order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorSetRegistration {
+    /// The rollup's EVM chain id (`spec.chain.chainId`).
+    pub chain_id: u64,
+    /// `[X, Y]` of each operator's G1 key; `[0, 0]` for an operator without a usable key.
+    pub g1_public_keys: Vec<[U256; 2]>,
+    /// Each operator's stake.
+    pub stakes: Vec<U96>,
+    /// `quorumStakePercent * 100`.
+    pub quorum_bps: u16,
+}
+
+impl OperatorSetRegistration {
+    /// Whether the contract's record is this set, as far as `rollup(bytes32)` shows it.
+    pub fn matches(&self, r: &Registration) -> bool {
+        let total: U256 = self.stakes.iter().map(|s| U256::from(*s)).sum();
+        r.chain_id == self.chain_id
+            && r.quorum_bps == self.quorum_bps
+            && usize::from(r.operator_count) == self.stakes.len()
+            && r.total_stake == total
+    }
+}
+
+/// Parses a G1 public key as an AVSOperator spec holds it (`0x` + x ‖ y, 32 bytes each).
+pub fn parse_g1(hex: &str) -> Option<[U256; 2]> {
+    let s = hex.trim().strip_prefix("0x")?;
+    let bytes: [u8; 64] = alloy::hex::decode_to_array(s).ok()?;
+    Some([U256::from_be_slice(&bytes[..32]), U256::from_be_slice(&bytes[32..])])
+}
+
+/// The address of a signer key, without keeping the key.
+pub fn signer_address(key_hex: &str) -> Result<Address, L1Error> {
+    parse_key(key_hex).map(|k| k.address())
 }
 
 /// Rollup id on the settlement contract. The UID makes a re-created object with the same name a
@@ -271,6 +336,26 @@ impl L1Client {
         }))
     }
 
+    /// Transactions of `address` mined so far (its nonce at the latest block).
+    pub async fn mined_nonce(&self, address: Address) -> Result<u64, L1Error> {
+        self.provider
+            .get_transaction_count(address)
+            .latest()
+            .await
+            .map_err(|e| self.map_err(e))
+    }
+
+    /// Whether a signed transaction that has no receipt can never be mined any more: its
+    /// signer's nonce has moved past it (another transaction took the nonce). Reads the nonce
+    /// first and the receipt again after, so our own transaction mined in between is not
+    /// mistaken for another.
+    pub async fn is_superseded(&self, tx_hash: B256, signer: Address, nonce: u64) -> Result<bool, L1Error> {
+        if self.mined_nonce(signer).await? <= nonce {
+            return Ok(false);
+        }
+        Ok(self.receipt(tx_hash).await?.is_none())
+    }
+
     /// Latest L1 block number (for counting confirmations).
     pub async fn block_number(&self) -> Result<u64, L1Error> {
         self.provider.get_block_number().await.map_err(|e| self.map_err(e))
@@ -290,10 +375,71 @@ impl L1Client {
         }))
     }
 
+    /// The `RollupSettled` log of the rollup, if any: `(transaction hash, L1 block)`. Scans the
+    /// whole chain, so it is only a fallback for a settlement whose transaction is not known.
+    pub async fn settled_log(&self, rollup_id: B256) -> Result<Option<(B256, u64)>, L1Error> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.contract)
+            .event_signature(IFlashSettlement::RollupSettled::SIGNATURE_HASH)
+            .topic1(rollup_id)
+            .from_block(0u64);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| self.map_err(e))?;
+        Ok(logs
+            .into_iter()
+            .find_map(|l| Some((l.transaction_hash?, l.block_number?))))
+    }
+
     /// Whether the rollup is registered on the contract.
     pub async fn is_registered(&self, rollup_id: B256) -> Result<bool, L1Error> {
         self.view(IFlashSettlement::isRegisteredCall { rollupId: rollup_id })
             .await
+    }
+
+    /// The rollup's registration, `None` if the id is not registered. The registrar tells whose
+    /// registration it is: an id registered by another account is not ours to settle.
+    pub async fn registrar_of(&self, rollup_id: B256) -> Result<Option<Registration>, L1Error> {
+        self.check_chain().await?;
+        let out = self.view(IFlashSettlement::rollupCall { rollupId: rollup_id }).await?;
+        Ok((out.registrar != Address::ZERO).then_some(Registration {
+            registrar: out.registrar,
+            chain_id: out.chainId,
+            quorum_bps: out.quorumBps,
+            operator_count: out.operatorCount,
+            total_stake: out.totalStake,
+        }))
+    }
+
+    /// Operator `index` of a registered set: its G1 key and stake.
+    pub async fn operator_at(&self, rollup_id: B256, index: u64) -> Result<([U256; 2], U96), L1Error> {
+        let out = self
+            .view(IFlashSettlement::operatorAtCall {
+                rollupId: rollup_id,
+                index: U256::from(index),
+            })
+            .await?;
+        Ok((out.g1, out.stake))
+    }
+
+    /// Builds, checks (chain, nonce, gas: refuses if it would revert, fees) and signs the
+    /// `registerRollup` transaction for `set`, without sending it.
+    pub async fn prepare_register(
+        &self,
+        signer_key_hex: &str,
+        rollup_id: B256,
+        set: &OperatorSetRegistration,
+    ) -> Result<PreparedTx, L1Error> {
+        let signer = parse_key(signer_key_hex)?;
+        self.check_chain().await?;
+        let calldata = IFlashSettlement::registerRollupCall {
+            rollupId: rollup_id,
+            chainId: set.chain_id,
+            g1PublicKeys: set.g1_public_keys.clone(),
+            stakes: set.stakes.clone(),
+            quorumBps: set.quorum_bps,
+        }
+        .abi_encode();
+        self.prepare(&signer, calldata.into()).await
     }
 
     /// Registers the rollup's operator set unless it already is (`Ok(None)`); otherwise signs
@@ -387,7 +533,14 @@ impl L1Client {
         let request = TransactionRequest::default()
             .to(self.contract)
             .input(Bytes::from(call.abi_encode()).into());
-        let out = self.provider.call(request).await.map_err(|e| self.map_err(e))?;
+        // "latest": a view must describe mined state (a node may default to "pending", where a
+        // transaction still in the pool already shows as settled).
+        let out = self
+            .provider
+            .call(request)
+            .latest()
+            .await
+            .map_err(|e| self.map_err(e))?;
         C::abi_decode_returns(&out).map_err(|e| {
             L1Error::Rpc(format!(
                 "unexpected return data from {} (is {} the settlement contract?): {e}",
@@ -445,6 +598,15 @@ fn revert_reason(data: &[u8]) -> String {
             Some(kind) => format!("panic: {kind}"),
             None => format!("panic: code {}", p.code),
         };
+    }
+    if let Ok(e) = IFlashSettlement::IFlashSettlementErrors::abi_decode(data) {
+        // `Variant(Variant { fields })`: keep the inner part, and the selector for searching.
+        let shown = format!("{e:?}");
+        let inner = match shown.split_once('(') {
+            Some((_, inner)) => inner.strip_suffix(')').unwrap_or(inner).to_owned(),
+            None => shown,
+        };
+        return format!("{inner} (custom error 0x{})", alloy::hex::encode(&data[..4]));
     }
     match data.get(..4) {
         Some(selector) => format!("custom error 0x{}", alloy::hex::encode(selector)),
@@ -596,6 +758,11 @@ mod tests {
         );
         assert_eq!(IFlashSettlement::settlementCall::SIGNATURE, "settlement(bytes32)");
         assert_eq!(IFlashSettlement::isRegisteredCall::SIGNATURE, "isRegistered(bytes32)");
+        assert_eq!(IFlashSettlement::rollupCall::SIGNATURE, "rollup(bytes32)");
+        assert_eq!(
+            IFlashSettlement::operatorAtCall::SIGNATURE,
+            "operatorAt(bytes32,uint256)"
+        );
         use alloy::sol_types::SolEvent;
         assert_eq!(
             IFlashSettlement::RollupSettled::SIGNATURE_HASH,
@@ -743,6 +910,28 @@ mod tests {
             "panic: arithmetic underflow or overflow"
         );
         assert_eq!(revert_reason(&[1, 2, 3, 4, 5]), "custom error 0x01020304");
+        let settled = IFlashSettlement::AlreadySettled {
+            rollupId: B256::repeat_byte(0x33),
+            number: 12,
+        }
+        .abi_encode();
+        let shown = revert_reason(&settled);
+        assert!(shown.starts_with("AlreadySettled {"), "{shown}");
+        assert!(shown.contains("number: 12"), "{shown}");
+        assert!(
+            shown.ends_with(&format!(
+                "(custom error 0x{})",
+                alloy::hex::encode(IFlashSettlement::AlreadySettled::SELECTOR)
+            )),
+            "{shown}"
+        );
+        assert_eq!(
+            revert_reason(&IFlashSettlement::BadSignature {}.abi_encode()),
+            format!(
+                "BadSignature (custom error 0x{})",
+                alloy::hex::encode(IFlashSettlement::BadSignature::SELECTOR)
+            )
+        );
         assert_eq!(revert_reason(&[]), "no reason given");
     }
 
@@ -801,6 +990,107 @@ mod tests {
         );
         assert_eq!(l1.block_number().await.expect("number"), 16);
         assert_eq!(l1.receipt(B256::ZERO).await.expect("receipt"), None);
+    }
+
+    #[test]
+    fn g1_keys_parse_as_the_avsoperator_holds_them() {
+        let hex = format!("0x{}{}", "00".repeat(31) + "01", "00".repeat(31) + "02");
+        assert_eq!(parse_g1(&hex), Some([U256::from(1), U256::from(2)]));
+        assert_eq!(parse_g1(&hex[2..]), None, "0x prefix required");
+        assert_eq!(parse_g1("0x1234"), None);
+        assert_eq!(parse_g1(&format!("0x{}", "zz".repeat(64))), None);
+        assert_eq!(signer_address(KEY).expect("key"), KEY_ADDRESS);
+    }
+
+    fn set() -> OperatorSetRegistration {
+        OperatorSetRegistration {
+            chain_id: 901337,
+            g1_public_keys: vec![[U256::from(1), U256::from(2)], [U256::ZERO; 2]],
+            stakes: vec![U96::from(100), U96::from(50)],
+            quorum_bps: 6700,
+        }
+    }
+
+    #[test]
+    fn a_registration_matches_only_its_own_set() {
+        let found = Registration {
+            registrar: KEY_ADDRESS,
+            chain_id: 901337,
+            quorum_bps: 6700,
+            operator_count: 2,
+            total_stake: U256::from(150),
+        };
+        assert!(set().matches(&found));
+        for other in [
+            Registration { chain_id: 1, ..found },
+            Registration {
+                quorum_bps: 5100,
+                ..found
+            },
+            Registration {
+                operator_count: 3,
+                ..found
+            },
+            Registration {
+                total_stake: U256::from(151),
+                ..found
+            },
+        ] {
+            assert!(!set().matches(&other), "{other:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn registrar_of_decodes_the_rollup_view() {
+        let registrar = Address::repeat_byte(0x77);
+        let registered = (registrar, 901337u64, 6700u16, 2u16, U256::from(150)).abi_encode_params();
+        let (url, _) = fake_rpc(move |m, p| match m {
+            "eth_call" => {
+                let input = p[0]["input"].as_str().or(p[0]["data"].as_str()).unwrap_or_default();
+                let rollup = alloy::hex::encode(IFlashSettlement::rollupCall::SELECTOR);
+                let id = alloy::hex::encode(B256::repeat_byte(0x01));
+                if input.starts_with(&format!("0x{rollup}")) && input.ends_with(&id) {
+                    Ok(json!(Bytes::from(registered.clone())))
+                } else {
+                    Ok(json!(Bytes::from(
+                        (Address::ZERO, 0u64, 0u16, 0u16, U256::ZERO).abi_encode_params()
+                    )))
+                }
+            }
+            m => healthy(m, p),
+        })
+        .await;
+        let l1 = L1Client::new(&url, 31337, CONTRACT).expect("client");
+        let found = l1
+            .registrar_of(B256::repeat_byte(0x01))
+            .await
+            .expect("view")
+            .expect("registered");
+        assert_eq!(found.registrar, registrar);
+        assert_eq!(found.chain_id, 901337);
+        assert_eq!(found.quorum_bps, 6700);
+        assert_eq!(found.operator_count, 2);
+        assert_eq!(found.total_stake, U256::from(150));
+        assert_eq!(l1.registrar_of(B256::repeat_byte(0x02)).await.expect("view"), None);
+    }
+
+    #[tokio::test]
+    async fn prepare_register_signs_the_set_without_sending() {
+        let (url, fake) = fake_rpc(healthy).await;
+        let l1 = L1Client::new(&url, 31337, CONTRACT).expect("client");
+        let rid = B256::repeat_byte(0x33);
+        let tx = l1.prepare_register(KEY, rid, &set()).await.expect("prepared");
+        assert_eq!(tx.nonce, 7);
+        assert_eq!(tx.signer, KEY_ADDRESS);
+        assert!(!calls(&fake).iter().any(|m| m == "eth_sendRawTransaction"));
+        let envelope = TxEnvelope::decode_2718(&mut tx.raw.as_ref()).expect("2718");
+        let call = IFlashSettlement::registerRollupCall::abi_decode(&envelope.as_eip1559().expect("1559").tx().input)
+            .expect("registerRollup calldata");
+        assert_eq!(call.rollupId, rid);
+        assert_eq!(call.chainId, 901337);
+        assert_eq!(call.g1PublicKeys, set().g1_public_keys);
+        assert_eq!(call.stakes, set().stakes);
+        assert_eq!(call.quorumBps, 6700);
     }
 
     #[tokio::test]

@@ -1,0 +1,156 @@
+//! Local processes a scenario runs besides the operator (anvil, the rollup node), each under
+//! the same kind of bash guard as the operator: if the test process dies without cleaning up,
+//! the guard's stdin closes and it stops the process, so nothing is left listening on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `"$@"` in the background with its output appended to `$1`, prints its PID, then
+/// waits for stdin to close and stops it (SIGTERM) and reaps it.
+const GUARD: &str = r#"log="$1"; shift
+"$@" </dev/null >>"$log" 2>&1 &
+p=$!
+echo "$p"
+exec >/dev/null
+cat >/dev/null
+kill -TERM "$p" 2>/dev/null
+wait "$p"
+"#;
+
+/// One guarded process.
+#[derive(Debug)]
+pub struct Guarded {
+    pub name: String,
+    pub pid: u32,
+    pub log: PathBuf,
+    guard: Child,
+    guard_stdin: Option<ChildStdin>,
+    stopped: bool,
+}
+
+impl Guarded {
+    /// Start `program args...` with `env`, its output appended to `log`.
+    pub fn start(
+        name: &str,
+        log: &Path,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Guarded, String> {
+        let mut guard = Command::new("bash")
+            .arg("-c")
+            .arg(GUARD)
+            .arg(format!("{name}-guard"))
+            .arg(log)
+            .arg(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let mut line = String::new();
+        if let Some(out) = guard.stdout.take() {
+            BufReader::new(out)
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the PID of {name}: {e}"))?;
+        }
+        let pid: u32 = line
+            .trim()
+            .parse()
+            .map_err(|e| format!("the guard of {name} printed {line:?} instead of a PID: {e}"))?;
+        Ok(Guarded {
+            name: name.to_owned(),
+            pid,
+            log: log.to_path_buf(),
+            guard_stdin: guard.stdin.take(),
+            guard,
+            stopped: false,
+        })
+    }
+
+    /// Stop it gracefully (SIGTERM: anvil dumps its state), or SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        signal(self.pid, "TERM");
+        if !self.reap(Duration::from_secs(10)) {
+            signal(self.pid, "KILL");
+            self.reap(Duration::from_secs(5));
+        }
+    }
+
+    fn reap(&mut self, timeout: Duration) -> bool {
+        self.guard_stdin.take();
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.guard.try_wait() {
+                Ok(Some(_)) | Err(_) => {
+                    self.stopped = true;
+                    return true;
+                }
+                Ok(None) if Instant::now() >= deadline => return false,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Whether the process exited on its own.
+    pub fn has_exited(&self) -> bool {
+        self.stopped || exited(self.pid)
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether process `pid` is gone or a zombie (exited, not reaped yet).
+pub fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ...`: the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(true),
+        Err(_) => true,
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A TCP port on 127.0.0.1 that is free now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
