@@ -19,8 +19,11 @@ clippy:
 unit:
 	eval "$$(e2e/cluster env)" && $(CARGO) test --workspace --locked
 
+# The suite on kwok fake nodes, then the real-pod scenarios on a cluster with a real kubelet node
+# (containerd, runc, CNI bridge; images built without Docker), each in its own run dir.
 e2e:
 	e2e/run
+	FLASHLAYER_RUN_DIR=$(HOME)/.cache/flashlayer/run-real e2e/run --real
 
 # Regenerate the committed CRDs, chart CRD template and manifests/install.yaml.
 generate:
