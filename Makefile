@@ -1,7 +1,7 @@
 # Flashlayer: the two commands of the quick start are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: test demo fmt-check clippy unit e2e generate
+.PHONY: test demo fmt-check clippy unit e2e e2e-real generate
 
 # fmt, clippy, unit tests, then the end-to-end suite on the local cluster.
 test: fmt-check clippy unit e2e
@@ -19,10 +19,13 @@ clippy:
 unit:
 	eval "$$(e2e/cluster env)" && $(CARGO) test --workspace --locked
 
-# The suite on kwok fake nodes, then the real-pod scenarios on a cluster with a real kubelet node
-# (containerd, runc, CNI bridge; images built without Docker), each in its own run dir.
+# The suite on kwok fake nodes.
 e2e:
 	e2e/run
+
+# The real-pod scenarios on a cluster with a real kubelet node (containerd, runc, CNI bridge;
+# images built without Docker), in a run dir of their own. Not yet part of `make test`.
+e2e-real:
 	FLASHLAYER_RUN_DIR=$(HOME)/.cache/flashlayer/run-real e2e/run --real
 
 # Regenerate the committed CRDs, chart CRD template and manifests/install.yaml.
