@@ -85,7 +85,10 @@ impl Guarded {
         }
     }
 
+    /// Close the guard's stdin and wait for the guard (which reaps the process) to exit.
     fn reap(&mut self, timeout: Duration) -> bool {
+        // Until the guard reaps it, a dead process is a zombie: its PID cannot be reused, so
+        // the signals above never reach another process.
         self.guard_stdin.take();
         let deadline = Instant::now() + timeout;
         loop {
@@ -98,6 +101,17 @@ impl Guarded {
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// Crash it: SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        signal(self.pid, "KILL");
+        self.reap(Duration::from_secs(10));
+    }
+
+    /// Whether the process still runs under its guard.
+    pub fn is_running(&mut self) -> bool {
+        !self.stopped && matches!(self.guard.try_wait(), Ok(None))
     }
 
     /// Whether the process exited on its own.

@@ -33,6 +33,8 @@ use crate::settlement::l1::rollup_id;
 use crate::validate;
 
 const KIND: &str = "FlashRollup";
+/// How often a rollup waiting for operators looks at the operator cache again.
+const PENDING_RECHECK: Duration = Duration::from_secs(3);
 
 /// Entry point for the controller: everything goes through the finalizer helper.
 pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Requeue> {
@@ -260,6 +262,12 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         requeue = None;
     }
 
+    // The AVSOperator event that wakes a waiting rollup comes from this controller's watch, but
+    // assignment reads the operator controller's cache, which may not have applied that event
+    // yet: look again shortly rather than wait for an event that already passed.
+    if decision.phase == Phase::Pending && matches!(assigned.view, Operators::Insufficient { .. }) {
+        requeue = Some(requeue.map_or(PENDING_RECHECK, |r| r.min(PENDING_RECHECK)));
+    }
     if decision.phase == Phase::Running && ctx.config.node_status_interval > Duration::ZERO {
         refresh_from_node(ctx, rollup, &mut status, &mut extra).await;
         requeue = Some(requeue.map_or(ctx.config.node_status_interval, |r| {
@@ -443,12 +451,13 @@ async fn assign(ctx: &Context, rollup: &FlashRollup) -> Result<Assigned> {
 /// After the end of life the set is frozen: report it as it stands.
 fn current_assignment(ctx: &Context, rollup: &FlashRollup, old: &FlashRollupStatus) -> Assigned {
     let ns = rollup.namespace();
+    // One snapshot of the cache, not one per assigned operator.
+    let operators = ctx.operators.state();
     let find = |name: &str| {
-        ctx.operators
-            .state()
-            .into_iter()
+        operators
+            .iter()
             .find(|o| o.namespace() == ns && o.name_any() == name)
-            .map(|o| (*o).clone())
+            .map(|o| (**o).clone())
     };
     let specs: Vec<Option<AVSOperator>> = old.assigned_operators.iter().map(|a| find(&a.name)).collect();
     let ready_stake = old
