@@ -51,7 +51,7 @@ fn setup() -> Result<Installed, String> {
         .parent()
         .ok_or("the e2e crate has no parent directory")?
         .to_path_buf();
-    let operator_bin = operator_binary(&root)?;
+    let operator_bin = operator_crate_binary(&root, "FLASHLAYER_OPERATOR_BIN", "flashlayer-operator")?;
     let binary = std::env::args()
         .next()
         .and_then(|a| Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
@@ -93,14 +93,16 @@ fn setup() -> Result<Installed, String> {
     })
 }
 
-/// `$FLASHLAYER_OPERATOR_BIN`, else `<target dir>/debug/flashlayer-operator`.
-fn operator_binary(root: &Path) -> Result<PathBuf, String> {
-    let bin = match std::env::var_os("FLASHLAYER_OPERATOR_BIN") {
+/// A binary of the operator crate that e2e/run built: `$<env>` if set, else
+/// `<target dir>/debug/<name>`.
+pub fn operator_crate_binary(root: &Path, env: &str, name: &str) -> Result<PathBuf, String> {
+    let bin = match std::env::var_os(env) {
         Some(b) => PathBuf::from(b),
         None => std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"))
-            .join("debug/flashlayer-operator"),
+            .join("debug")
+            .join(name),
     };
     if bin.is_file() {
         Ok(bin)

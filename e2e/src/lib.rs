@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod nodes;
 pub mod objects;
 pub mod operator;
+pub mod plugin;
 pub mod process;
 pub mod scenario;
 pub mod wait;

@@ -146,6 +146,20 @@ impl Scenario {
         cmd::kubectl(&all, stdin)
     }
 
+    /// Ends a rollup now, as a user does: the settle-now annotation.
+    pub fn settle_now(&self, name: &str) {
+        let out = self.kubectl(
+            &[
+                "annotate",
+                "flashrollup",
+                name,
+                "rollups.flashlayer.dev/settle-now=true",
+            ],
+            None,
+        );
+        assert!(out.success, "kubectl annotate {name} settle-now: {}", out.stderr);
+    }
+
     /// `kubectl apply -f -` into the namespace: stdout, or the error kubectl printed.
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
         self.kubectl(&["apply", "-f", "-"], Some(yaml)).ok("kubectl apply")

@@ -265,16 +265,7 @@ async fn ttl_extension() {
 
     // settle-now ends it at once (Discard: straight to teardown).
     let t0 = Instant::now();
-    let out = s.kubectl(
-        &[
-            "annotate",
-            "flashrollup",
-            name,
-            "rollups.flashlayer.dev/settle-now=true",
-        ],
-        None,
-    );
-    assert!(out.success, "kubectl annotate: {}", out.stderr);
+    s.settle_now(name);
     let torn = s.wait_phase(name, "TornDown", Duration::from_secs(15)).await;
     log(format!("TornDown {:.1}s after settle-now", t0.elapsed().as_secs_f64()));
     let ended = time_at(&torn, "/status/endedAt").expect("status.endedAt");
@@ -316,16 +307,7 @@ async fn end_of_life_is_final() {
     };
     hold(r#"["e2e.flashlayer.dev/hold"]"#);
 
-    let out = s.kubectl(
-        &[
-            "annotate",
-            "flashrollup",
-            name,
-            "rollups.flashlayer.dev/settle-now=true",
-        ],
-        None,
-    );
-    assert!(out.success, "kubectl annotate: {}", out.stderr);
+    s.settle_now(name);
     s.wait_rollup(name, "teardown under way", Duration::from_secs(15), |r| {
         condition_state(r, "Ready").map(|(_, reason)| reason) == Some("TearingDown".into())
     })

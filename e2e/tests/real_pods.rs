@@ -434,6 +434,32 @@ async fn real_pods_discard_lifecycle() {
     )
     .await;
 
+    // ---- the kubectl plugin reads the containers' logs ------------------------------
+    let seq_logs = flashlayer_e2e::plugin::run_in(&s.ns, &["logs", "devnet", "--tail", "50"]);
+    assert!(seq_logs.success, "kubectl flashrollup logs devnet: {}", seq_logs.stderr);
+    assert!(
+        seq_logs.stdout.contains("sequencer started"),
+        "the sequencer's log (kubectl flashrollup logs devnet):\n{}",
+        seq_logs.stdout
+    );
+    let verifier_logs =
+        flashlayer_e2e::plugin::run_in(&s.ns, &["logs", "devnet", "--verifier", "avs-gold-1", "--tail", "50"]);
+    assert!(
+        verifier_logs.success,
+        "kubectl flashrollup logs --verifier: {}",
+        verifier_logs.stderr
+    );
+    assert!(
+        verifier_logs.stdout.contains("verifier started"),
+        "the verifier's log (kubectl flashrollup logs devnet --verifier avs-gold-1):\n{}",
+        verifier_logs.stdout
+    );
+    log(format!(
+        "kubectl flashrollup logs: {} sequencer and {} verifier lines",
+        seq_logs.stdout.lines().count(),
+        verifier_logs.stdout.lines().count()
+    ));
+
     // ---- the sequencer pod deleted: its replacement resumes from the volume -----------
     let height: u64 = cast(&["block-number", "--rpc-url", &url])
         .expect("block-number")

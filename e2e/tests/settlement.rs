@@ -150,19 +150,6 @@ impl World {
         (chain, rid)
     }
 
-    fn settle_now(&self, name: &str) {
-        let out = self.s.kubectl(
-            &[
-                "annotate",
-                "flashrollup",
-                name,
-                "rollups.flashlayer.dev/settle-now=true",
-            ],
-            None,
-        );
-        assert!(out.success, "kubectl annotate: {}", out.stderr);
-    }
-
     /// Everything that must hold once the rollup is TornDown: status, the contract, the logs,
     /// the signer's nonce, the Event, nothing left.
     async fn check_settled(&self, name: &str, rid: &str, chain: &LocalChain, nonce_before: u64) -> Value {
@@ -455,7 +442,7 @@ async fn settle_exactly_once_when_the_operator_dies() {
         let (chain, rid) = w.run_rollup(Rollup::new(&name).min_operators(3), admin_port).await;
         let nonce_before = w.anvil.nonce(SIGNER).expect("nonce");
         let guard = NoEarlyTeardown::start(&w.s.client, &w.s.ns, &name, WORKLOADS);
-        w.settle_now(&name);
+        w.s.settle_now(&name);
 
         let pid = w.s.operator(faulty).pid;
         until(
@@ -590,7 +577,7 @@ async fn settle_waits_out_an_l1_outage() {
     });
 
     w.anvil.stop();
-    w.settle_now(name);
+    w.s.settle_now(name);
     let outage = Instant::now();
     let r =
         w.s.wait_rollup(

@@ -38,15 +38,15 @@ pub fn crd_files() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The chart's CRD template: the same CRDs, installed only when `crds.install` is true, and kept
-/// by `helm uninstall` (deleting a CRD would delete every rollup with it).
+/// The chart's CRD template: the same CRDs, installed only when `crds.install` is true, kept by
+/// `helm uninstall` and never pruned by Argo CD (deleting a CRD would delete every rollup with it;
+/// Argo CD does not honour Helm's keep policy).
 pub fn chart_crds_template() -> (String, String) {
     let mut out = format!("{HEADER}{{{{- if .Values.crds.install }}}}\n");
     for mut crd in crds() {
-        crd.metadata
-            .annotations
-            .get_or_insert_default()
-            .insert("helm.sh/resource-policy".into(), "keep".into());
+        let annotations = crd.metadata.annotations.get_or_insert_default();
+        annotations.insert("helm.sh/resource-policy".into(), "keep".into());
+        annotations.insert("argocd.argoproj.io/sync-options".into(), "Prune=false".into());
         out.push_str("---\n");
         out.push_str(&crd_yaml(&crd));
     }

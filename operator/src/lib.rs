@@ -12,6 +12,7 @@ pub mod http;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod plugin;
 pub mod settlement;
 pub mod telemetry;
 pub mod validate;

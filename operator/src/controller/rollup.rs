@@ -882,6 +882,7 @@ async fn observe_transition(
     d: &Decision,
     now: Timestamp,
 ) {
+    ctx.metrics.observe_rollup(rollup, old, new);
     let (from, to) = (old.phase.unwrap_or_default(), new.phase.unwrap_or_default());
     // Observed once, on the reconciliation that noticed the expiry.
     if d.end_reason == Some(reason::EXPIRED)
