@@ -126,6 +126,11 @@ impl Proc {
         })
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails if the process already exited (with the tail of its log).
     pub fn check_alive(&mut self) -> Res<()> {
         if let Ok(Some(status)) = self.child.try_wait() {

@@ -9,6 +9,7 @@
 
 mod common;
 mod mach;
+mod scale;
 mod seq_anvil;
 
 use std::process::ExitCode;
@@ -34,7 +35,10 @@ enum Bench {
     MachLatency(mach::Opts),
     /// BLS aggregate-verify time for 4..100 signers (runs node's bench-bls).
     Bls(BlsOpts),
-    /// All three, with default options.
+    /// Hundreds to thousands of Discard FlashRollups on the local kwok cluster: launch time vs
+    /// a plain client, peak RSS, steady-state writes, TTL accuracy, teardown (bench/run scale).
+    Scale(scale::Opts),
+    /// The first three, with default options (not scale: it needs the local cluster).
     All,
 }
 
@@ -73,6 +77,11 @@ async fn run(cli: Cli) -> Res<bool> {
         Bench::SequencerVsAnvil(o) => timed("sequencer-vs-anvil", seq_anvil::run(&tools, &o)).await,
         Bench::MachLatency(o) => timed("mach-latency", mach::run(&tools, &o)).await,
         Bench::Bls(o) => bls(&tools, &o),
+        // Bounded by its own waits (each up to 30 min), not by LIMIT: 3,000 rollups take long.
+        Bench::Scale(o) => tokio::select! {
+            r = scale::run(&o) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        },
         Bench::All => {
             let a = timed(
                 "sequencer-vs-anvil",

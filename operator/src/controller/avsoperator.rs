@@ -21,6 +21,8 @@ const KIND: &str = "AVSOperator";
 
 pub async fn reconcile(op: Arc<AVSOperator>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer(KIND);
+    // The assigned count comes from the rollup cache: not from a half-loaded one.
+    ctx.caches_ready().await;
     let ns = op.namespace().unwrap_or_default();
     let old = op.status.clone().unwrap_or_default();
 

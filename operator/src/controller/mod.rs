@@ -2,6 +2,7 @@
 //! election, the metrics and health server, and graceful shutdown.
 
 pub mod avsoperator;
+pub mod caches;
 pub mod error;
 pub mod register;
 pub mod rollup;
@@ -9,7 +10,7 @@ pub mod settle;
 pub mod status;
 pub mod teardown;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+
+use caches::Shared;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
@@ -56,10 +59,19 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub node: NodeClient,
-    /// Cache of every FlashRollup (the controller's own store).
+    /// Cache of every FlashRollup (one watch, shared by both controllers).
     pub rollups: Store<FlashRollup>,
-    /// Cache of every AVSOperator.
+    /// Cache of every AVSOperator (one watch, shared by both controllers).
     pub operators: Store<AVSOperator>,
+    /// The rollups' sequencer StatefulSets and verifier Deployments (by label, trimmed to what
+    /// readiness needs): workloads are observed here, not with a GET per reconciliation.
+    pub statefulsets: Store<StatefulSet>,
+    pub deployments: Store<Deployment>,
+    /// Whether each of the four caches holds its first full list.
+    pub loaded: [caches::Loaded; 4],
+    /// Rollups (by UID) whose children this process has already sent deletes for: later passes
+    /// of a teardown only count what is left.
+    pub teardowns: Mutex<HashSet<String>>,
     /// Assignments made but perhaps not yet visible in the cache, by `namespace/name`.
     pub reservations: Mutex<HashMap<String, Vec<String>>>,
     /// Admin tokens read from Secrets, by rollup UID (they never change).
@@ -67,6 +79,16 @@ pub struct Context {
     /// Held from choosing an L1 transaction's nonce until it is sent: rollups that share a
     /// signer key must not sign two transactions with one nonce.
     pub l1_signing: Mutex<()>,
+}
+
+impl Context {
+    /// Wait until every cache holds its first full list. Before that, a missing child or
+    /// operator means "not loaded yet", not "gone".
+    pub async fn caches_ready(&self) {
+        for cache in &self.loaded {
+            cache.wait().await;
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -141,21 +163,38 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let ns = config.watch_namespace.clone();
     let rollups_api: Api<FlashRollup> = api(&client, &ns);
     let operators_api: Api<AVSOperator> = api(&client, &ns);
+    // Only the workloads this operator made, not every StatefulSet and Deployment of the cluster.
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
 
-    // The AVSOperator controller's cache is also the rollups' view of the operators.
-    // Debounced: a burst of rollup changes (a thousand launched at once) recounts each operator
-    // once, and the rollup cache has caught up with the event by then.
-    let operator_controller = Controller::new(operators_api.clone(), watcher::Config::default()).with_config(
-        ControllerConfig::default()
-            .concurrency(config.concurrency)
-            .debounce(Duration::from_secs(1)),
-    );
-    let operators = operator_controller.store();
+    let mut rollup_watch = Shared::new(rollups_api, watcher::Config::default(), caches::trim_rollup);
+    let rollup_changes = rollup_watch.every_change();
+    let rollup_assignments = rollup_watch.changes_of(caches::rollup_assignment);
+    let (rollups, rollups_loaded, rollup_watch) = rollup_watch.run();
 
-    let rollup_controller = Controller::new(rollups_api.clone(), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency));
-    let rollups = rollup_controller.store();
+    let mut operator_watch = Shared::new(operators_api, watcher::Config::default(), caches::trim_operator);
+    let operator_changes = operator_watch.every_change();
+    let operator_for_assignment = operator_watch.changes_of(caches::operator_for_assignment);
+    let operator_capacity = operator_watch.changes_of(caches::operator_capacity);
+    let (operators, operators_loaded, operator_watch) = operator_watch.run();
+
+    let mut sts_watch = Shared::new(
+        api::<StatefulSet>(&client, &ns),
+        owned.clone(),
+        caches::trim_statefulset,
+    );
+    let sts_changes = sts_watch.every_change();
+    let (statefulsets, sts_loaded, sts_watch) = sts_watch.run();
+
+    let mut deploy_watch = Shared::new(api::<Deployment>(&client, &ns), owned, caches::trim_deployment);
+    let deploy_changes = deploy_watch.every_change();
+    let (deployments, deploy_loaded, deploy_watch) = deploy_watch.run();
+
+    let watches = [
+        tokio::spawn(rollup_watch),
+        tokio::spawn(operator_watch),
+        tokio::spawn(sts_watch),
+        tokio::spawn(deploy_watch),
+    ];
 
     let reporter = Reporter {
         controller: "flashlayer-operator".into(),
@@ -169,17 +208,25 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         node: NodeClient::new()?,
         rollups: rollups.clone(),
         operators: operators.clone(),
+        statefulsets,
+        deployments,
+        loaded: [rollups_loaded, operators_loaded, sts_loaded, deploy_loaded],
+        teardowns: Mutex::new(HashSet::new()),
         reservations: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
         l1_signing: Mutex::new(()),
     });
 
-    // An AVSOperator change wakes the rollups it verifies and those still waiting for operators.
+    // An AVSOperator change that matters to assignment (spec, labels, readiness, deletion) wakes
+    // the rollups it verifies and those still waiting for operators; a change of its assigned
+    // count (capacity freed or taken) wakes only the waiting ones.
     let rollups_for_operators = rollups.clone();
-    let rollup_controller = rollup_controller
-        .owns(api::<StatefulSet>(&client, &ns), owned.clone())
-        .owns(api::<Deployment>(&client, &ns), owned)
-        .watches(operators_api, watcher::Config::default(), move |op: AVSOperator| {
+    let rollups_for_capacity = rollups.clone();
+    let rollup_controller = Controller::for_shared_stream(rollup_changes, rollups.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .owns_shared_stream(sts_changes)
+        .owns_shared_stream(deploy_changes)
+        .watches_shared_stream(operator_for_assignment, move |op: Arc<AVSOperator>| {
             let ns = op.namespace();
             let name = op.name_any();
             rollups_for_operators
@@ -190,15 +237,31 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
         })
+        .watches_shared_stream(operator_capacity, move |op: Arc<AVSOperator>| {
+            let ns = op.namespace();
+            rollups_for_capacity
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == ns)
+                .filter(|r| waits_for_operators(r))
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(stopped())
         .run(rollup::reconcile, rollup::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
     // A rollup's assignment changing updates the counts of the operators of its namespace: the
-    // ones it names now and the ones it just let go (few, so all of them).
+    // ones it names now and the ones it just let go (few, so all of them). Debounced: a burst of
+    // rollup changes (a thousand launched at once) recounts each operator once.
     let operators_for_rollups = operators.clone();
-    let operator_controller = operator_controller
-        .watches(rollups_api, watcher::Config::default(), move |r: FlashRollup| {
+    let operator_controller = Controller::for_shared_stream(operator_changes, operators.clone())
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(config.concurrency)
+                .debounce(Duration::from_secs(1)),
+        )
+        .watches_shared_stream(rollup_assignments, move |r: Arc<FlashRollup>| {
             let ns = r.namespace();
             operators_for_rollups
                 .state()
@@ -233,6 +296,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         e.release().await;
     }
     gauges.abort();
+    for w in &watches {
+        w.abort();
+    }
     server.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     tracing::info!("stopped");
     Ok(())
@@ -253,6 +319,14 @@ fn could_use_operator(rollup: &FlashRollup, operator: &str) -> bool {
         }
         _ => s.assigned_operators.iter().any(|a| a.name == operator),
     }
+}
+
+/// Whether a rollup waits for operators (none assigned yet).
+fn waits_for_operators(rollup: &FlashRollup) -> bool {
+    matches!(
+        rollup.status.as_ref().and_then(|s| s.phase),
+        None | Some(Phase::Pending)
+    )
 }
 
 /// Rollups by phase, counted from the cache every few seconds (not on every reconcile, which

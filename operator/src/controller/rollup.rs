@@ -9,10 +9,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use rand::RngCore;
 use serde::Serialize;
@@ -33,20 +34,17 @@ use crate::settlement::l1::rollup_id;
 use crate::validate;
 
 const KIND: &str = "FlashRollup";
-/// How often a rollup waiting for operators looks at the operator cache again.
-const PENDING_RECHECK: Duration = Duration::from_secs(3);
+/// How often a rollup waiting for operators looks at the caches again on its own. Events wake
+/// it (an operator becoming Ready, capacity freed); this only bounds the wait should an event
+/// be missed across a watch restart. Reads caches only, and status is written only on a change.
+const PENDING_RECHECK: Duration = Duration::from_secs(10);
 
 /// Entry point for the controller: everything goes through the finalizer helper.
 pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile_timer(KIND);
-    // Caches swap in their whole initial list at once, so an empty AVSOperator cache while this
-    // rollup names operators means "not loaded yet" (right after a start): judging now would see
-    // every operator as gone and report QuorumLost. The rollup cache holds this rollup, so it is
-    // loaded.
-    let names_operators = rollup.status.as_ref().is_some_and(|s| !s.assigned_operators.is_empty());
-    if names_operators && ctx.operators.state().is_empty() && rollup.metadata.deletion_timestamp.is_none() {
-        return Ok(Requeue::requeue(Duration::from_millis(200)));
-    }
+    // Right after a start, an empty cache means "not loaded yet": judging now would see every
+    // operator as gone (QuorumLost) and every workload as missing.
+    ctx.caches_ready().await;
     // A torn-down rollup has nothing left for the finalizer to guard: it was removed, and going
     // through `finalizer()` again would put it back.
     let torn_down = rollup.status.as_ref().and_then(|s| s.phase) == Some(Phase::TornDown);
@@ -102,7 +100,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     // Observe the workloads while they matter for the phase.
     let mut children = Children::default();
     if matches!(phase_before, Phase::Provisioning | Phase::Running) || assigned_first_time(&old, &assigned) {
-        children = observe(ctx, rollup, &assigned).await?;
+        children = observe(ctx, rollup, &assigned);
     }
 
     let mut input = lifecycle::Input {
@@ -121,7 +119,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     };
     let mut decision = lifecycle::decide(&input);
     if decision.actions.contains(&Action::TearDown) {
-        input.children.remaining = teardown::tear_down(&ctx.client, rollup).await?;
+        input.children.remaining = teardown::tear_down(ctx, rollup).await?;
         decision = lifecycle::decide(&input);
     }
 
@@ -187,7 +185,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         match action {
             Action::ApplyWorkloads => {
                 status.assigned_operators = assigned.status.clone();
-                apply_workloads(ctx, rollup, &assigned, &mut status, &children).await?;
+                apply_workloads(ctx, rollup, &assigned, &mut status).await?;
                 for (old_op, new_op) in &assigned.replaced {
                     publish(
                         ctx,
@@ -262,9 +260,8 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         requeue = None;
     }
 
-    // The AVSOperator event that wakes a waiting rollup comes from this controller's watch, but
-    // assignment reads the operator controller's cache, which may not have applied that event
-    // yet: look again shortly rather than wait for an event that already passed.
+    // Both controllers share one cache per kind, updated before the event that wakes a waiting
+    // rollup is sent, so the event path suffices; see PENDING_RECHECK for the rest.
     if decision.phase == Phase::Pending && matches!(assigned.view, Operators::Insufficient { .. }) {
         requeue = Some(requeue.map_or(PENDING_RECHECK, |r| r.min(PENDING_RECHECK)));
     }
@@ -284,6 +281,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     if decision.phase == Phase::TornDown {
         let key = format!("{}/{}", rollup.namespace().unwrap_or_default(), rollup.name_any());
         ctx.reservations.lock().await.remove(&key);
+        teardown::done(ctx, rollup).await;
     }
 
     if deleting {
@@ -499,36 +497,23 @@ async fn remove_finalizer(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     Ok(())
 }
 
-/// Readiness of the sequencer StatefulSet and the verifier Deployments.
-async fn observe(ctx: &Context, rollup: &FlashRollup, assigned: &Assigned) -> Result<Children> {
+/// Readiness of the sequencer StatefulSet and the verifier Deployments, from the caches (the
+/// watches wake the rollup when they change).
+fn observe(ctx: &Context, rollup: &FlashRollup, assigned: &Assigned) -> Children {
     let ns = rollup.namespace().unwrap_or_default();
-    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let read = |source| Error::Read {
-        what: "workloads",
-        source,
-    };
-    let seq = sts
-        .get_opt(&builders::child_name(rollup, component::SEQUENCER))
-        .await
-        .map_err(read)?;
-    let selector = builders::verifier_selector(&rollup.name_any());
-    let verifiers = deployments
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(read)?;
-    let wanted_names: Vec<String> = assigned
+    let seq = ctx
+        .statefulsets
+        .get(&ObjectRef::new(&builders::child_name(rollup, component::SEQUENCER)).within(&ns));
+    let ready = assigned
         .status
         .iter()
-        .map(|a| builders::verifier::deployment_name(rollup, &a.name))
-        .collect();
-    let ready = verifiers
-        .items
-        .iter()
-        .filter(|d| wanted_names.contains(&d.name_any()))
+        .filter_map(|a| {
+            ctx.deployments
+                .get(&ObjectRef::new(&builders::verifier::deployment_name(rollup, &a.name)).within(&ns))
+        })
         .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= 1)
         .count();
-    Ok(Children {
+    Children {
         sequencers_ready: seq
             .as_ref()
             .and_then(|s| s.status.as_ref())
@@ -538,7 +523,34 @@ async fn observe(ctx: &Context, rollup: &FlashRollup, assigned: &Assigned) -> Re
         verifiers_ready: ready as u32,
         verifiers_wanted: assigned.status.len() as u32,
         remaining: 0,
-    })
+    }
+}
+
+/// Whether an applied workload is gone (deleted by someone): the cache says so, and a GET
+/// confirms it, since the cache may not have seen a workload applied a moment ago.
+async fn workload_missing(ctx: &Context, rollup: &FlashRollup, desired: &Desired) -> Result<bool> {
+    let ns = rollup.namespace().unwrap_or_default();
+    let read = |source| Error::Read {
+        what: "workloads",
+        source,
+    };
+    let sts = desired.statefulset.name_any();
+    if ctx.statefulsets.get(&ObjectRef::new(&sts).within(&ns)).is_none() {
+        let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+        if api.get_metadata_opt(&sts).await.map_err(read)?.is_none() {
+            return Ok(true);
+        }
+    }
+    for d in &desired.verifiers {
+        let name = d.name_any();
+        if ctx.deployments.get(&ObjectRef::new(&name).within(&ns)).is_none() {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+            if api.get_metadata_opt(&name).await.map_err(read)?.is_none() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Apply the desired children with server-side apply, only when they changed or went missing.
@@ -547,7 +559,6 @@ async fn apply_workloads(
     rollup: &FlashRollup,
     assigned: &Assigned,
     status: &mut FlashRollupStatus,
-    observed: &Children,
 ) -> Result<()> {
     let ns = rollup.namespace().unwrap_or_default();
     let id = rollup_id(
@@ -570,18 +581,7 @@ async fn apply_workloads(
         rollup_id: id.to_string(),
     });
     let hash = desired.hash();
-    let missing =
-        observed.sequencers_wanted > 0 && observed.sequencers_ready == 0 && status.applied_hash.is_some() && {
-            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-            sts.get_opt(&builders::child_name(rollup, component::SEQUENCER))
-                .await
-                .map_err(|source| Error::Read {
-                    what: "workloads",
-                    source,
-                })?
-                .is_none()
-        };
-    if status.applied_hash.as_deref() == Some(hash.as_str()) && !missing {
+    if status.applied_hash.as_deref() == Some(hash.as_str()) && !workload_missing(ctx, rollup, &desired).await? {
         return Ok(());
     }
 
@@ -628,33 +628,35 @@ where
 }
 
 /// Verifiers of operators no longer assigned (replaced) go away.
+fn stale_verifiers(ctx: &Context, rollup: &FlashRollup, desired: &Desired) -> Vec<String> {
+    let ns = rollup.namespace();
+    let name = rollup.name_any();
+    ctx.deployments
+        .state()
+        .iter()
+        .filter(|d| d.namespace() == ns && d.metadata.deletion_timestamp.is_none())
+        .filter(|d| {
+            let labels = d.labels();
+            labels.get(builders::LABEL_ROLLUP) == Some(&name)
+                && labels.get(builders::LABEL_COMPONENT).map(String::as_str) == Some(component::VERIFIER)
+        })
+        .map(|d| d.name_any())
+        .filter(|n| desired.verifiers.iter().all(|v| v.metadata.name.as_deref() != Some(n)))
+        .collect()
+}
+
 async fn prune_verifiers(ctx: &Context, rollup: &FlashRollup, desired: &Desired) -> Result<()> {
     let ns = rollup.namespace().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = builders::verifier_selector(&rollup.name_any());
-    let existing = api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: "verifiers",
-            source,
-        })?;
-    for d in existing.items {
-        let name = d.name_any();
-        if desired
-            .verifiers
-            .iter()
-            .all(|v| v.metadata.name.as_deref() != Some(&name))
-        {
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Delete {
-                        what: format!("Deployment {name}"),
-                        source,
-                    });
-                }
+    for name in stale_verifiers(ctx, rollup, desired) {
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    what: format!("Deployment {name}"),
+                    source,
+                });
             }
         }
     }
@@ -882,8 +884,8 @@ async fn observe_transition(
     d: &Decision,
     now: Timestamp,
 ) {
-    ctx.metrics.observe_rollup(rollup, old, new);
     let (from, to) = (old.phase.unwrap_or_default(), new.phase.unwrap_or_default());
+    ctx.metrics.observe_rollup(rollup, old, new);
     // Observed once, on the reconciliation that noticed the expiry.
     if d.end_reason == Some(reason::EXPIRED)
         && old.ended_at.is_none()
