@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -266,33 +265,9 @@ fn install(work: &std::path::Path) -> Res<PathBuf> {
             "crd/avsoperators.rollups.flashlayer.dev",
         ],
     )?;
-    let token = run_cmd(
-        "kubectl",
-        &["create", "token", RELEASE, "-n", RELEASE_NS, "--duration=6h"],
-    )?;
-    let view = |field: &str| {
-        run_cmd(
-            "kubectl",
-            &[
-                "config",
-                "view",
-                "--raw",
-                "--minify",
-                "-o",
-                &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
-            ],
-        )
-    };
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster: {{server: {}, certificate-authority-data: {}}}\n\
-         users:\n- name: operator\n  user: {{token: {}}}\ncontexts:\n- name: bench\n  context: {{cluster: bench, user: operator}}\n\
-         current-context: bench\n",
-        view("server")?,
-        view("certificate-authority-data")?,
-        token.trim()
-    );
+    // A bench run at several N can outlast the e2e suite's 2-hour token.
     let path = work.join("operator.kubeconfig");
-    std::fs::write(&path, config)?;
+    flashlayer_e2e::install::write_service_account_kubeconfig(&path, "6h")?;
     Ok(path)
 }
 
@@ -523,17 +498,11 @@ async fn limit(client: &Client, opts: &Opts, n: usize) -> Res<(Duration, Duratio
     let wanted = n * (1 + opts.min_operators as usize);
     let t0 = Instant::now();
     let rollups = create_rollups(client, &ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
-    let next = AtomicUsize::new(0);
-    let workers = (0..opts.concurrency).map(|_| async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(rollup) = rollups.get(i) else {
-                return Ok::<(), kube::Error>(());
-            };
-            create_children(client, &ns, rollup, &ops, opts.min_operators as usize, i).await?;
-        }
-    });
-    futures::future::try_join_all(workers).await?;
+    futures::stream::iter(rollups.iter().enumerate().map(Ok))
+        .try_for_each_concurrent(opts.concurrency, |(i, rollup)| {
+            create_children(client, &ns, rollup, &ops, opts.min_operators as usize, i)
+        })
+        .await?;
     let deadline = Instant::now() + PATIENCE;
     while ready.ready() < wanted {
         if Instant::now() > deadline {
@@ -545,17 +514,9 @@ async fn limit(client: &Client, opts: &Opts, n: usize) -> Res<(Duration, Duratio
     ready.stop();
 
     let t1 = Instant::now();
-    let next = AtomicUsize::new(0);
-    let workers = (0..opts.concurrency).map(|_| async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(rollup) = rollups.get(i) else {
-                return Ok::<(), kube::Error>(());
-            };
-            delete_children(client, &ns, rollup).await?;
-        }
-    });
-    futures::future::try_join_all(workers).await?;
+    futures::stream::iter(rollups.iter().map(Ok))
+        .try_for_each_concurrent(opts.concurrency, |rollup| delete_children(client, &ns, rollup))
+        .await?;
     wait_no_children(client, &ns).await?;
     let teardown = t1.elapsed();
 

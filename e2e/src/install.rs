@@ -84,7 +84,7 @@ fn setup() -> Result<Installed, String> {
     kubectl_ok(&wait, None)?;
 
     let operator_kubeconfig = dir.join("operator.kubeconfig");
-    write_service_account_kubeconfig(&operator_kubeconfig)?;
+    write_service_account_kubeconfig(&operator_kubeconfig, "2h")?;
     Ok(Installed {
         root,
         dir,
@@ -114,11 +114,18 @@ pub fn operator_crate_binary(root: &Path, env: &str, name: &str) -> Result<PathB
     }
 }
 
-/// A kubeconfig for the chart's ServiceAccount: a 2-hour token, and the server and CA of the
-/// admin kubeconfig.
-fn write_service_account_kubeconfig(path: &Path) -> Result<(), String> {
+/// A kubeconfig for the chart's ServiceAccount: a token valid for `duration` (e.g. "2h"), and the
+/// server and CA of the admin kubeconfig.
+pub fn write_service_account_kubeconfig(path: &Path, duration: &str) -> Result<(), String> {
     let token = kubectl_ok(
-        &["create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=2h"],
+        &[
+            "create",
+            "token",
+            SERVICE_ACCOUNT,
+            "-n",
+            NAMESPACE,
+            &format!("--duration={duration}"),
+        ],
         None,
     )?;
     let view = |field: &str| {

@@ -182,24 +182,26 @@ impl Scenario {
 
     /// Wait until the three example operators are reported Ready by the operator.
     pub async fn wait_operators_ready(&self) {
-        until(
-            "the example AVSOperators to be Ready",
-            Duration::from_secs(20),
-            || async {
-                let mut not_ready = Vec::new();
-                for name in manifests::EXAMPLE_OPERATORS {
-                    match self.avs_operator(name).await {
-                        Some(o) if objects::str_at(&o, "/status/ready") == Some("True") => {}
-                        _ => not_ready.push(name),
-                    }
+        self.wait_avs_operators_ready(&manifests::EXAMPLE_OPERATORS, Duration::from_secs(20))
+            .await;
+    }
+
+    /// Wait until the named AVSOperators are reported Ready by the operator.
+    pub async fn wait_avs_operators_ready(&self, names: &[&str], timeout: Duration) {
+        until("the AVSOperators to be Ready", timeout, || async {
+            let mut not_ready = Vec::new();
+            for name in names {
+                match self.avs_operator(name).await {
+                    Some(o) if objects::str_at(&o, "/status/ready") == Some("True") => {}
+                    _ => not_ready.push(*name),
                 }
-                if not_ready.is_empty() {
-                    Check::Done(())
-                } else {
-                    Check::Waiting(format!("not Ready: {not_ready:?}"))
-                }
-            },
-        )
+            }
+            if not_ready.is_empty() {
+                Check::Done(())
+            } else {
+                Check::Waiting(format!("not Ready: {not_ready:?}"))
+            }
+        })
         .await;
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use flashlayer_e2e::cmd::{self, helm_ok, kubectl_ok};
 use flashlayer_e2e::manifests::Rollup;
-use flashlayer_e2e::objects::{self, str_at};
+use flashlayer_e2e::objects;
 use flashlayer_e2e::{Check, Scenario, log, until};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -293,25 +293,8 @@ async fn real_pods_discard_lifecycle() {
     install_operator_in_cluster(&root);
 
     s.apply_ok(&two_example_operators(&root));
-    until(
-        "avs-gold-1 and avs-gold-2 to be Ready",
-        Duration::from_secs(30),
-        || async {
-            let mut not_ready = Vec::new();
-            for name in ["avs-gold-1", "avs-gold-2"] {
-                match s.avs_operator(name).await {
-                    Some(o) if str_at(&o, "/status/ready") == Some("True") => {}
-                    _ => not_ready.push(name),
-                }
-            }
-            if not_ready.is_empty() {
-                Check::Done(())
-            } else {
-                Check::Waiting(format!("not Ready: {not_ready:?}"))
-            }
-        },
-    )
-    .await;
+    s.wait_avs_operators_ready(&["avs-gold-1", "avs-gold-2"], Duration::from_secs(30))
+        .await;
 
     // ---- kubectl apply -> first block -------------------------------------------------
     let name = "devnet";
