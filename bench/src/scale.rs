@@ -11,7 +11,7 @@
 //!
 //! At one N (default 1000) also: mutating requests of the operator's user over a quiet window
 //! (from the API server's audit log, `FLASHLAYER_AUDIT=1`), teardown of all N rollups expiring at
-//! one instant, and TTL accuracy for N rollups whose TTLs spread over two minutes.
+//! one instant, and TTL accuracy for N Running rollups whose lifetimes end over two minutes.
 //!
 //! Figures only: nothing here asserts a timing.
 
@@ -837,6 +837,25 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
+/// Give rollup `i` the absolute lifetime end `at(i)` (a merge patch: `ttl` out, `expiresAt` in).
+async fn set_expiry(client: &Client, ns: &str, n: usize, opts: &Opts, at: impl Fn(usize) -> Timestamp) -> Res<()> {
+    let api: Api<FlashRollup> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            let at = at(i).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            async move {
+                let patch = serde_json::json!({"spec": {"ttl": null, "expiresAt": at}});
+                api.patch(&rollup_name(i), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }
+        })
+        .buffer_unordered(opts.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------------ teardown ----
 
 /// All `n` Running rollups get one `expiresAt`; time from it until no child is left.
@@ -849,22 +868,9 @@ async fn teardown(
     limit: Option<Duration>,
     op: &mut Proc,
 ) -> Res<String> {
-    let api: Api<FlashRollup> = Api::namespaced(client.clone(), ns);
     // Far enough ahead for every patch to land before it (RFC 3339 has whole seconds).
     let at = Timestamp::from_second(Timestamp::now().as_second() + 20 + (n / 100) as i64)?;
-    let patch = serde_json::json!({"spec": {"ttl": null, "expiresAt": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}});
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            let patch = patch.clone();
-            async move {
-                api.patch(&rollup_name(i), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-            }
-        })
-        .buffer_unordered(opts.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    set_expiry(client, ns, n, opts, |_| at).await?;
     let wait = at.duration_since(Timestamp::now());
     if wait.is_positive() {
         tokio::time::sleep(wait.unsigned_abs()).await;
@@ -891,14 +897,23 @@ async fn teardown(
 
 // ------------------------------------------------------------------------ TTL accuracy ----
 
-/// `n` rollups with TTLs from 60 s to 180 s: (moment the bench saw the end of life) - expiresAt.
+/// `n` Running rollups whose lifetimes end one after another over two minutes:
+/// (moment a watch saw the rollup leave Running) - expiresAt.
+///
+/// The rollups run first (ttl 30m), then get their ends: with TTLs counted from the launch, at
+/// N = 1,000 most would expire before the launch (minutes here) had them Running at all.
 async fn ttl_accuracy(client: &Client, ns: &str, n: usize, opts: &Opts, op: &mut Proc) -> Res<String> {
     let tracker = Tracker::start(client, ns);
-    create_rollups(client, ns, n, opts, |i| {
-        Rollup::new(&rollup_name(i)).ttl(&format!("{}s", 60 + i * 120 / n.max(1)))
-    })
-    .await?;
-    println!("   ttl accuracy: {n} rollups, ttl 60s..180s");
+    create_rollups(client, ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
+    wait_until(op, &format!("{n} rollups Running"), || tracker.running() >= n).await?;
+    // Let the launch's last events settle, then spread the ends over [start, start + 120 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let start = Timestamp::now().as_second() + 30;
+    let ends = (0..n)
+        .map(|i| Timestamp::from_second(start + (i * 120 / n.max(1)) as i64))
+        .collect::<Result<Vec<_>, _>>()?;
+    set_expiry(client, ns, n, opts, |i| ends[i]).await?;
+    println!("   ttl accuracy: {n} Running rollups, lifetimes ending over 2 min from {start} (unix s)");
     wait_until(op, "every rollup past its end of life", || {
         tracker.count(|s| s.ended.is_some()) >= n
     })

@@ -51,8 +51,8 @@ pub struct Children {
     /// Verifier workloads ready / wanted.
     pub verifiers_ready: u32,
     pub verifiers_wanted: u32,
-    /// Objects owned by the rollup still present (counted only while tearing down).
-    pub remaining: usize,
+    /// Objects owned by the rollup still present: counted by a teardown pass, `None` before one.
+    pub remaining: Option<usize>,
 }
 
 impl Children {
@@ -457,7 +457,7 @@ fn settling(input: &Input<'_>, mut d: Decision) -> Decision {
 /// Delete the workloads; when nothing is left, move to `done` and let go of the object.
 fn tear_down(input: &Input<'_>, mut d: Decision, done: Phase) -> Decision {
     d.actions.push(Action::TearDown);
-    if input.children.remaining == 0 {
+    if input.children.remaining == Some(0) {
         d.phase = done;
         d.conditions.push(cond(
             conditions::READY,
@@ -467,12 +467,12 @@ fn tear_down(input: &Input<'_>, mut d: Decision, done: Phase) -> Decision {
         ));
         finish(input, &mut d);
     } else {
-        d.conditions.push(cond(
-            conditions::READY,
-            false,
-            reason::TEARING_DOWN,
-            format!("deleting workloads, {} objects left", input.children.remaining),
-        ));
+        let message = match input.children.remaining {
+            Some(left) => format!("deleting workloads, {left} objects left"),
+            None => "deleting the workloads".to_owned(),
+        };
+        d.conditions
+            .push(cond(conditions::READY, false, reason::TEARING_DOWN, message));
     }
     d
 }

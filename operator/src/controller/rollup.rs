@@ -111,15 +111,23 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         settle_now: rollup.annotations().contains_key(SETTLE_NOW_ANNOTATION),
         invalid: invalid.clone(),
         operators: assigned.view.clone(),
-        children: Children {
-            remaining: 1,
-            ..children.clone()
-        },
+        children: children.clone(),
         now,
     };
     let mut decision = lifecycle::decide(&input);
+    // What the API server holds, for "patch only what changed".
+    let mut written = old.clone();
     if decision.actions.contains(&Action::TearDown) {
-        input.children.remaining = teardown::tear_down(ctx, rollup).await?;
+        // The end of life is recorded before the first teardown pass (a score of requests, slow
+        // when the API server is busy): the moment a rollup stops is its expiry, not its expiry
+        // plus a teardown pass.
+        if old.ended_at.is_none() && decision.ended_at.is_some() {
+            finish_status(&mut written, &decision, &[], rollup, now);
+            if written != old {
+                patch_status(ctx, rollup, &written).await?;
+            }
+        }
+        input.children.remaining = Some(teardown::tear_down(ctx, rollup).await?);
         decision = lifecycle::decide(&input);
     }
 
@@ -222,7 +230,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
                 }
             },
             Action::TearDown => {
-                if input.children.remaining > 0 {
+                if input.children.remaining != Some(0) {
                     requeue = Some(Duration::from_secs(1));
                 }
             }
@@ -265,7 +273,10 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     if decision.phase == Phase::Pending && matches!(assigned.view, Operators::Insufficient { .. }) {
         requeue = Some(requeue.map_or(PENDING_RECHECK, |r| r.min(PENDING_RECHECK)));
     }
-    if decision.phase == Phase::Running && ctx.config.node_status_interval > Duration::ZERO {
+    if decision.phase == Phase::Running
+        && decision.ended_at.is_none()
+        && ctx.config.node_status_interval > Duration::ZERO
+    {
         refresh_from_node(ctx, rollup, &mut status, &mut extra).await;
         requeue = Some(requeue.map_or(ctx.config.node_status_interval, |r| {
             r.min(ctx.config.node_status_interval)
@@ -274,7 +285,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
 
     // Status.
     finish_status(&mut status, &decision, &extra, rollup, now);
-    if status != old {
+    if status != written {
         patch_status(ctx, rollup, &status).await?;
     }
     observe_transition(ctx, rollup, &old, &status, &decision, now).await;
@@ -522,7 +533,7 @@ fn observe(ctx: &Context, rollup: &FlashRollup, assigned: &Assigned) -> Children
         sequencers_wanted: rollup.spec.sequencer_replicas(),
         verifiers_ready: ready as u32,
         verifiers_wanted: assigned.status.len() as u32,
-        remaining: 0,
+        remaining: None,
     }
 }
 

@@ -90,21 +90,21 @@ const READY: Children = Children {
     sequencers_wanted: 1,
     verifiers_ready: 2,
     verifiers_wanted: 2,
-    remaining: 0,
+    remaining: Some(0),
 };
 const NOT_READY: Children = Children {
     sequencers_ready: 0,
     sequencers_wanted: 1,
     verifiers_ready: 1,
     verifiers_wanted: 2,
-    remaining: 0,
+    remaining: Some(0),
 };
 const LEFTOVERS: Children = Children {
     sequencers_ready: 1,
     sequencers_wanted: 1,
     verifiers_ready: 2,
     verifiers_wanted: 2,
-    remaining: 5,
+    remaining: Some(5),
 };
 
 struct Case {
@@ -728,6 +728,34 @@ fn an_end_once_recorded_stands() {
         ..case("", discard(), pending)
     };
     assert_eq!(run(&c).actions, vec![Action::TearDown]);
+}
+
+#[test]
+fn the_end_is_decided_before_any_teardown_pass() {
+    // The reconciler decides once before counting what is left (to record the end first): the
+    // rollup is neither done nor given a made-up count.
+    let c = Case {
+        now: t(60),
+        children: Children {
+            remaining: None,
+            ..READY
+        },
+        ..case("", discard(), running_status())
+    };
+    let d = run(&c);
+    assert_eq!(d.actions, vec![Action::TearDown]);
+    assert_eq!(d.phase, Phase::Running);
+    assert_eq!(d.ended_at, Some(t(60)));
+    assert_eq!(d.end_reason, Some(reason::EXPIRED));
+    let ready = d
+        .conditions
+        .iter()
+        .find(|k| k.type_ == conditions::READY)
+        .expect("Ready");
+    assert_eq!(
+        (ready.reason, ready.message.as_str()),
+        (reason::TEARING_DOWN, "deleting the workloads")
+    );
 }
 
 #[test]
