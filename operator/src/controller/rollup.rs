@@ -231,7 +231,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
             },
             Action::TearDown => {
                 if input.children.remaining != Some(0) {
-                    requeue = Some(Duration::from_secs(1));
+                    requeue = Some(teardown_poll(now, decision.ended_at));
                 }
             }
             Action::DeleteObject => {
@@ -348,6 +348,15 @@ fn settle_reason(e: &Error) -> &'static str {
 
 /// Time from `now` until `at`, rounded up to the next millisecond so that the wake-up never
 /// lands just before the instant (and finds nothing to do).
+/// When to count again what a teardown has left: every second at first (one usually takes a
+/// second or two), then less often as it drags on, up to 10 s. A thousand teardowns held up by a
+/// busy kube-controller-manager would otherwise fill the queue every second, ahead of the
+/// rollups whose lifetime ends now. Deleted StatefulSets and Deployments wake the rollup anyway.
+fn teardown_poll(now: Timestamp, ended_at: Option<Timestamp>) -> Duration {
+    let dragging = ended_at.map_or(0.0, |e| now.duration_since(e).as_secs_f64());
+    Duration::from_secs_f64((dragging / 4.0).clamp(1.0, 10.0))
+}
+
 fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
     if d.is_negative() {
@@ -965,6 +974,18 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(until(at, now), Duration::ZERO, "an instant in the past means now");
+    }
+
+    #[test]
+    fn a_dragging_teardown_is_counted_less_often() {
+        let ended: Timestamp = "2026-11-21T10:00:00Z".parse().expect("time");
+        let at = |secs: i64| teardown_poll(ended + jiff::SignedDuration::from_secs(secs), Some(ended));
+        assert_eq!(at(0), Duration::from_secs(1));
+        assert_eq!(at(4), Duration::from_secs(1));
+        assert_eq!(at(20), Duration::from_secs(5));
+        assert_eq!(at(600), Duration::from_secs(10));
+        assert_eq!(at(-5), Duration::from_secs(1), "a clock step back");
+        assert_eq!(teardown_poll(ended, None), Duration::from_secs(1), "no end recorded");
     }
 
     #[test]
