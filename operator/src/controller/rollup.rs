@@ -346,8 +346,6 @@ fn settle_reason(e: &Error) -> &'static str {
     }
 }
 
-/// Time from `now` until `at`, rounded up to the next millisecond so that the wake-up never
-/// lands just before the instant (and finds nothing to do).
 /// When to count again what a teardown has left: every second at first (one usually takes a
 /// second or two), then less often as it drags on, up to 10 s. A thousand teardowns held up by a
 /// busy kube-controller-manager would otherwise fill the queue every second, ahead of the
@@ -357,6 +355,8 @@ fn teardown_poll(now: Timestamp, ended_at: Option<Timestamp>) -> Duration {
     Duration::from_secs_f64((dragging / 4.0).clamp(1.0, 10.0))
 }
 
+/// Time from `now` until `at`, rounded up to the next millisecond so that the wake-up never
+/// lands just before the instant (and finds nothing to do).
 fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
     if d.is_negative() {
