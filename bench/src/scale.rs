@@ -123,6 +123,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
     let mut detail = Vec::new();
     for &n in &opts.sizes {
         let mut row = Row { n, ..Row::default() };
+        let mut ttl_done = false;
         if !opts.skip_limit {
             let (launch, teardown) = limit(&client, opts, n).await?;
             row.limit_launch = Some(launch);
@@ -159,15 +160,24 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             detail.push(steady_state(&run_dir, opts.steady_secs, &mut op).await?);
             if !opts.skip_teardown {
                 detail.push(teardown(&client, &ns, n, opts, &tracker, row.limit_teardown, &mut op).await?);
+            } else if !opts.skip_ttl {
+                // No teardown part: these Running rollups serve the TTL part, no second launch.
+                detail.push(ttl_accuracy(&client, &ns, n, opts, &tracker, &mut op).await?);
+                ttl_done = true;
             }
         }
         tracker.stop();
         cleanup(&client, &ns, &mut op).await?;
-        if n == opts.detail_at && !opts.skip_ttl {
+        if n == opts.detail_at && !opts.skip_ttl && !ttl_done {
             let ns = format!("ttl-{n}");
             fresh_namespace(&client, &ns).await?;
             operators(&client, &ns, n, opts.min_operators).await?;
-            detail.push(ttl_accuracy(&client, &ns, n, opts, &mut op).await?);
+            let tracker = Tracker::start(&client, &ns);
+            create_rollups(&client, &ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
+            wait_until(&mut op, &format!("{n} rollups Running"), || tracker.running() >= n).await?;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            detail.push(ttl_accuracy(&client, &ns, n, opts, &tracker, &mut op).await?);
+            tracker.stop();
             cleanup(&client, &ns, &mut op).await?;
         }
         row.peak_rss_kib = Some(peak_rss_kib(op.id()));
@@ -397,9 +407,19 @@ async fn wait_until(op: &mut Proc, what: &str, done: impl Fn() -> bool) -> Res<(
 /// of their finalizers), and wait until it is gone.
 async fn cleanup(client: &Client, ns: &str, op: &mut Proc) -> Res<()> {
     let rollups: Api<FlashRollup> = Api::namespaced(client.clone(), ns);
-    rollups
+    // Idempotent, and an API server busy with a thousand teardowns may time it out: try again.
+    let mut attempts = 0;
+    while let Err(e) = rollups
         .delete_collection(&DeleteParams::background(), &ListParams::default())
-        .await?;
+        .await
+    {
+        attempts += 1;
+        if attempts == 5 {
+            return Err(e.into());
+        }
+        eprintln!("   cleanup: deleting the rollups of {ns} failed ({e}); trying again");
+        op.check_alive()?;
+    }
     let api: Api<Namespace> = Api::all(client.clone());
     api.delete(ns, &DeleteParams::background()).await?;
     let deadline = Instant::now() + PATIENCE;
@@ -897,17 +917,20 @@ async fn teardown(
 
 // ------------------------------------------------------------------------ TTL accuracy ----
 
-/// `n` Running rollups whose lifetimes end one after another over two minutes:
-/// (moment a watch saw the rollup leave Running) - expiresAt.
+/// `n` Running rollups (ttl 30m, settled after their launch) whose lifetimes end one after
+/// another over two minutes: (moment a watch saw the rollup leave Running) - expiresAt.
 ///
-/// The rollups run first (ttl 30m), then get their ends: with TTLs counted from the launch, at
-/// N = 1,000 most would expire before the launch (minutes here) had them Running at all.
-async fn ttl_accuracy(client: &Client, ns: &str, n: usize, opts: &Opts, op: &mut Proc) -> Res<String> {
-    let tracker = Tracker::start(client, ns);
-    create_rollups(client, ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
-    wait_until(op, &format!("{n} rollups Running"), || tracker.running() >= n).await?;
-    // Let the launch's last events settle, then spread the ends over [start, start + 120 s).
-    tokio::time::sleep(Duration::from_secs(15)).await;
+/// The rollups run first, then get their ends: with TTLs counted from the launch, at N = 1,000
+/// most would expire before the launch (minutes here) had them Running at all.
+async fn ttl_accuracy(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    opts: &Opts,
+    tracker: &Tracker,
+    op: &mut Proc,
+) -> Res<String> {
+    // The ends fall over [start, start + 120 s).
     let start = Timestamp::now().as_second() + 30;
     let ends = (0..n)
         .map(|i| Timestamp::from_second(start + (i * 120 / n.max(1)) as i64))
@@ -919,7 +942,6 @@ async fn ttl_accuracy(client: &Client, ns: &str, n: usize, opts: &Opts, op: &mut
     })
     .await?;
     let seen = tracker.snapshot();
-    tracker.stop();
     let mut observed: Vec<f64> = Vec::new();
     let mut recorded: Vec<f64> = Vec::new();
     for s in seen.values() {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -214,6 +215,19 @@ pub fn trim_deployment(d: &mut Deployment) {
     if let Some(st) = d.status.as_mut() {
         st.conditions = None;
     }
+}
+
+/// Teardown counts a rollup's Pods (they outlive its workloads until the garbage collector gets
+/// to them): their names, labels and deletion are all it reads.
+pub fn trim_pod(p: &mut Pod) {
+    trim_meta(&mut p.metadata, &[]);
+    p.spec = None;
+    p.status = None;
+}
+
+/// A Pod matters to a rollup by being there and by going away, not by its status changing.
+pub fn pod_presence(_: &Pod) -> u64 {
+    0
 }
 
 /// What an AVSOperator change means to assignment: its spec, labels and readiness. Not its

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -29,7 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::api::flashrollup::Phase;
 use crate::api::{AVSOperator, FlashRollup};
-use crate::builders::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::builders::{LABEL_MANAGED_BY, LABEL_ROLLUP, MANAGED_BY};
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
@@ -67,8 +68,11 @@ pub struct Context {
     /// readiness needs): workloads are observed here, not with a GET per reconciliation.
     pub statefulsets: Store<StatefulSet>,
     pub deployments: Store<Deployment>,
-    /// Whether each of the four caches holds its first full list.
-    pub loaded: [caches::Loaded; 4],
+    /// The Pods of those workloads, metadata only: a teardown waits for them from here, woken
+    /// as each goes, instead of listing them again and again.
+    pub pods: Store<Pod>,
+    /// Whether each of the five caches holds its first full list.
+    pub loaded: [caches::Loaded; 5],
     /// Rollups (by UID) whose children this process has already sent deletes for: later passes
     /// of a teardown only count what is left.
     pub teardowns: Mutex<HashSet<String>>,
@@ -185,15 +189,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let sts_changes = sts_watch.every_change();
     let (statefulsets, sts_loaded, sts_watch) = sts_watch.run();
 
-    let mut deploy_watch = Shared::new(api::<Deployment>(&client, &ns), owned, caches::trim_deployment);
+    let mut deploy_watch = Shared::new(api::<Deployment>(&client, &ns), owned.clone(), caches::trim_deployment);
     let deploy_changes = deploy_watch.every_change();
     let (deployments, deploy_loaded, deploy_watch) = deploy_watch.run();
+
+    let mut pod_watch = Shared::new(api::<Pod>(&client, &ns), owned, caches::trim_pod);
+    let pod_changes = pod_watch.changes_of(caches::pod_presence);
+    let (pods, pods_loaded, pod_watch) = pod_watch.run();
 
     let watches = [
         tokio::spawn(rollup_watch),
         tokio::spawn(operator_watch),
         tokio::spawn(sts_watch),
         tokio::spawn(deploy_watch),
+        tokio::spawn(pod_watch),
     ];
 
     let reporter = Reporter {
@@ -210,7 +219,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         operators: operators.clone(),
         statefulsets,
         deployments,
-        loaded: [rollups_loaded, operators_loaded, sts_loaded, deploy_loaded],
+        pods,
+        loaded: [rollups_loaded, operators_loaded, sts_loaded, deploy_loaded, pods_loaded],
         teardowns: Mutex::new(HashSet::new()),
         reservations: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
@@ -222,6 +232,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // count (capacity freed or taken) wakes only the waiting ones.
     let rollups_for_operators = rollups.clone();
     let rollups_for_capacity = rollups.clone();
+    let rollups_for_pods = rollups.clone();
     let rollup_controller = Controller::for_shared_stream(rollup_changes, rollups.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
         .owns_shared_stream(sts_changes)
@@ -246,6 +257,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 .filter(|r| waits_for_operators(r))
                 .map(|r| ObjectRef::from_obj(&*r))
                 .collect::<Vec<_>>()
+        })
+        // A Pod going away wakes its rollup only while that rollup tears down: it may be the last.
+        .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            let name = pod.labels().get(LABEL_ROLLUP)?;
+            let rollup = ObjectRef::new(name).within(&pod.namespace()?);
+            rollups_for_pods.get(&rollup).filter(|r| tears_down(r)).map(|_| rollup)
         })
         .graceful_shutdown_on(stopped())
         .run(rollup::reconcile, rollup::error_policy, ctx.clone())
@@ -319,6 +336,11 @@ fn could_use_operator(rollup: &FlashRollup, operator: &str) -> bool {
         }
         _ => s.assigned_operators.iter().any(|a| a.name == operator),
     }
+}
+
+/// Whether a rollup's end is recorded or its deletion asked for: its children are going.
+fn tears_down(rollup: &FlashRollup) -> bool {
+    rollup.metadata.deletion_timestamp.is_some() || rollup.status.as_ref().is_some_and(|s| s.ended_at.is_some())
 }
 
 /// Whether a rollup waits for operators (none assigned yet).

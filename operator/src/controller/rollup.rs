@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use rand::RngCore;
@@ -52,14 +52,19 @@ pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Re
         return reconcile_rollup(&rollup, &ctx, false).await;
     }
     let api: Api<FlashRollup> = Api::namespaced(ctx.client.clone(), &rollup.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, rollup, |event| async {
+    let outcome = finalizer(&api, FINALIZER, rollup, |event| async {
         match event {
             Finalizer::Apply(r) => reconcile_rollup(&r, &ctx, false).await,
             Finalizer::Cleanup(r) => reconcile_rollup(&r, &ctx, true).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .await;
+    match outcome {
+        // Woken by a stale copy, the cleanup ran again on an object whose finalizer was already
+        // removed, and that the API server has since deleted: done.
+        Err(FinalizerError::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => Ok(Requeue::await_change()),
+        outcome => outcome.map_err(|e| Error::Finalizer(Box::new(e))),
+    }
 }
 
 /// Requeue policy on errors; failures are counted and reported as Warning Events.
@@ -886,6 +891,16 @@ fn finish_status(status: &mut FlashRollupStatus, d: &Decision, extra: &[Cond], r
     status.running_since = d.running_since.map(Time);
     status.expires_at = d.expires_at.map(Time);
     status.ended_at = d.ended_at.map(Time);
+    // The sealed block is the chain's last: from then on it is the height, and once the quorum
+    // has certified it (every step after AwaitingCertificate), the finalized height too.
+    if let Some(s) = &status.settlement
+        && let Some(last) = s.final_height
+    {
+        status.height = Some(last);
+        if !matches!(s.step, SettlementStep::Sealing | SettlementStep::AwaitingCertificate) {
+            status.finalized_height = Some(last);
+        }
+    }
     let mut wanted = d.conditions.clone();
     wanted.extend_from_slice(extra);
     status.conditions = merge_conditions(&status.conditions, &wanted, rollup.metadata.generation, now);
@@ -986,6 +1001,51 @@ mod tests {
         assert_eq!(at(600), Duration::from_secs(10));
         assert_eq!(at(-5), Duration::from_secs(1), "a clock step back");
         assert_eq!(teardown_poll(ended, None), Duration::from_secs(1), "no end recorded");
+    }
+
+    #[test]
+    fn a_sealed_chain_reports_its_final_block_as_its_height() {
+        let now: Timestamp = "2026-11-21T10:00:00Z".parse().expect("time");
+        let rollup: FlashRollup = serde_yaml::from_str(
+            "apiVersion: rollups.flashlayer.dev/v1alpha1\nkind: FlashRollup\nmetadata: { name: mint, namespace: games }\nspec:\n  ttl: 1h\n  chain: { chainId: 901337 }\n  verification: { minOperators: 1 }\n  settlement: { policy: Discard }\n",
+        )
+        .expect("rollup");
+        let decision = Decision {
+            phase: Phase::Settling,
+            actions: Vec::new(),
+            wake_at: None,
+            conditions: Vec::new(),
+            running_since: None,
+            expires_at: None,
+            ended_at: Some(now),
+            end_reason: None,
+        };
+        // Polled at 41 and 40 while it ran; sealed at 42.
+        let mut status = FlashRollupStatus {
+            height: Some(41),
+            finalized_height: Some(40),
+            settlement: Some(SettlementStatus {
+                step: SettlementStep::AwaitingCertificate,
+                final_height: Some(42),
+                ..SettlementStatus::default()
+            }),
+            ..FlashRollupStatus::default()
+        };
+        finish_status(&mut status, &decision, &[], &rollup, now);
+        assert_eq!(
+            (status.height, status.finalized_height),
+            (Some(42), Some(40)),
+            "sealed, not certified"
+        );
+        if let Some(s) = status.settlement.as_mut() {
+            s.step = SettlementStep::Submitting;
+        }
+        finish_status(&mut status, &decision, &[], &rollup, now);
+        assert_eq!(
+            (status.height, status.finalized_height),
+            (Some(42), Some(42)),
+            "certified"
+        );
     }
 
     #[test]

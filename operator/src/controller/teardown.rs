@@ -2,11 +2,17 @@
 //! 404 counts as done. Garbage collection through ownerReferences would get there too; the
 //! explicit pass makes "nothing left" something we check rather than hope for.
 //!
-//! A thousand rollups expiring together must not flood the API server: the first pass lists
-//! and deletes every kind; later passes (once a second until nothing is left) read the
-//! workloads from the caches and list only the first kind that still has objects, in the order
-//! they go away (Pods last), so a pass usually costs one small LIST.
+//! A thousand rollups expiring together must not flood the API server, nor hold the workers
+//! that record other rollups' expiry: the first pass lists and deletes every kind, all requests
+//! at once, so it takes about two round trips however many kinds there are. Then the
+//! workloads and their Pods go away in the garbage collector's time, which the caches follow
+//! (each Pod gone wakes the rollup): later passes ask the API server nothing until the caches
+//! hold none of them, and then list every kind once, at once, to make sure.
 
+use std::sync::Arc;
+
+use futures::future::{try_join, try_join_all};
+use futures::try_join;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -23,56 +29,64 @@ use crate::api::flashrollup::VolumePolicy;
 use crate::builders::{LABEL_ROLLUP, admin_secret_name, children_selector};
 
 /// Delete what is left of the rollup's children; return how many objects still exist (on a
-/// later pass, those of the first kind not yet empty: the rollup is done when it says 0).
+/// later pass, those the caches hold, else those the API server lists: the rollup is done when
+/// it says 0).
 pub async fn tear_down(ctx: &Context, rollup: &FlashRollup) -> Result<usize> {
     let client = &ctx.client;
     let ns = rollup.namespace().unwrap_or_default();
     let selector = children_selector(&rollup.name_any());
     let volumes = rollup.spec.teardown.volume == VolumePolicy::Delete;
-    let mut remaining = 0;
-    remaining += delete_cached(&ctx.statefulsets, client, rollup).await?;
-    remaining += delete_cached(&ctx.deployments, client, rollup).await?;
+    let workloads = async {
+        let (sts, deploy) = try_join(
+            delete_cached(&ctx.statefulsets, client, rollup),
+            delete_cached(&ctx.deployments, client, rollup),
+        )
+        .await?;
+        Ok::<_, Error>(sts + deploy)
+    };
+    let volume_claims = async {
+        if volumes {
+            sweep::<PersistentVolumeClaim>(client, &ns, &selector, true).await
+        } else {
+            Ok(0)
+        }
+    };
+
+    let pods = mine(&ctx.pods, rollup).len();
 
     let uid = rollup.metadata.uid.clone().unwrap_or_default();
     let first = ctx.teardowns.lock().await.insert(uid);
     if first {
-        remaining += sweep::<Service>(client, &ns, &selector, true).await?;
-        remaining += sweep::<ConfigMap>(client, &ns, &selector, true).await?;
-        remaining += sweep::<NetworkPolicy>(client, &ns, &selector, true).await?;
-        remaining += sweep::<PodDisruptionBudget>(client, &ns, &selector, true).await?;
-        // ReplicaSets and Pods belong to the workloads above; they go with them.
-        remaining += sweep::<ReplicaSet>(client, &ns, &selector, false).await?;
-        remaining += sweep::<Pod>(client, &ns, &selector, false).await?;
-        if volumes {
-            remaining += sweep::<PersistentVolumeClaim>(client, &ns, &selector, true).await?;
-        }
-        remaining += delete_secret(client, rollup).await?;
-        return Ok(remaining);
+        let (workloads, services, maps, policies, budgets, sets, claims, secret) = try_join!(
+            workloads,
+            sweep::<Service>(client, &ns, &selector, true),
+            sweep::<ConfigMap>(client, &ns, &selector, true),
+            sweep::<NetworkPolicy>(client, &ns, &selector, true),
+            sweep::<PodDisruptionBudget>(client, &ns, &selector, true),
+            // ReplicaSets and Pods belong to the workloads above; they go with them.
+            sweep::<ReplicaSet>(client, &ns, &selector, false),
+            volume_claims,
+            delete_secret(client, rollup),
+        )?;
+        return Ok(workloads + pods + services + maps + policies + budgets + sets + claims + secret);
     }
-    // The workloads' Pods outlive them: while a workload is there, so are they.
-    if remaining > 0 {
-        return Ok(remaining);
-    }
-    let left = sweep::<Pod>(client, &ns, &selector, false).await?;
+    // The workloads' Pods outlive them: while either is in the caches, there is nothing to ask.
+    let left = workloads.await? + pods;
     if left > 0 {
         return Ok(left);
     }
-    let left = sweep::<ReplicaSet>(client, &ns, &selector, false).await?;
-    if left > 0 {
-        return Ok(left);
-    }
-    if volumes {
-        let left = sweep::<PersistentVolumeClaim>(client, &ns, &selector, true).await?;
-        if left > 0 {
-            return Ok(left);
-        }
-    }
-    // Deleted on the first pass and gone at once (no finalizers): these lists find nothing,
-    // unless a delete failed or something new appeared, which they delete.
-    let left = sweep::<Service>(client, &ns, &selector, true).await?
-        + sweep::<ConfigMap>(client, &ns, &selector, true).await?
-        + sweep::<NetworkPolicy>(client, &ns, &selector, true).await?
-        + sweep::<PodDisruptionBudget>(client, &ns, &selector, true).await?;
+    // The caches hold none: the API server confirms for every kind, and whatever a failed
+    // delete or a late write left behind is deleted now.
+    let (pods, sets, claims, services, maps, policies, budgets) = try_join!(
+        sweep::<Pod>(client, &ns, &selector, false),
+        sweep::<ReplicaSet>(client, &ns, &selector, false),
+        volume_claims,
+        sweep::<Service>(client, &ns, &selector, true),
+        sweep::<ConfigMap>(client, &ns, &selector, true),
+        sweep::<NetworkPolicy>(client, &ns, &selector, true),
+        sweep::<PodDisruptionBudget>(client, &ns, &selector, true),
+    )?;
+    let left = pods + sets + claims + services + maps + policies + budgets;
     if left > 0 {
         return Ok(left);
     }
@@ -108,28 +122,40 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
+    let mine = mine(cache, rollup);
+    let api: Api<K> = Api::namespaced(client.clone(), &rollup.namespace().unwrap_or_default());
+    let live = mine.iter().filter(|o| o.meta().deletion_timestamp.is_none());
+    try_join_all(live.map(|o| delete_one(&api, o.name_any()))).await?;
+    Ok(mine.len())
+}
+
+/// The rollup's objects in a cache (by its label).
+fn mine<K>(cache: &Store<K>, rollup: &FlashRollup) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
     let ns = rollup.namespace();
     let name = rollup.name_any();
-    let mine: Vec<_> = cache
+    cache
         .state()
         .into_iter()
         .filter(|o| o.namespace() == ns && o.labels().get(LABEL_ROLLUP) == Some(&name))
-        .collect();
-    let api: Api<K> = Api::namespaced(client.clone(), ns.as_deref().unwrap_or_default());
-    for o in mine.iter().filter(|o| o.meta().deletion_timestamp.is_none()) {
-        let child = o.name_any();
-        match api.delete(&child, &background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    what: format!("{} {child}", K::kind(&())),
-                    source,
-                });
-            }
-        }
+        .collect()
+}
+
+/// Delete one object in the background (its dependents go with it); gone already counts as done.
+async fn delete_one<K>(api: &Api<K>, name: String) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(&name, &background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::Delete {
+            what: format!("{} {name}", K::kind(&())),
+            source,
+        }),
     }
-    Ok(mine.len())
 }
 
 fn background() -> DeleteParams {
@@ -148,7 +174,6 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let kind = K::kind(&());
     let list = api
         .list_metadata(&ListParams::default().labels(selector))
         .await
@@ -156,22 +181,9 @@ where
             what: "children",
             source,
         })?;
-    let count = list.items.len();
     if delete {
-        let params = background();
-        for item in list.items.iter().filter(|i| i.metadata.deletion_timestamp.is_none()) {
-            let name = item.name_any();
-            match api.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Delete {
-                        what: format!("{kind} {name}"),
-                        source,
-                    });
-                }
-            }
-        }
+        let live = list.items.iter().filter(|i| i.metadata.deletion_timestamp.is_none());
+        try_join_all(live.map(|i| delete_one(&api, i.name_any()))).await?;
     }
-    Ok(count)
+    Ok(list.items.len())
 }
