@@ -141,8 +141,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
         let audit_from = Timestamp::now();
         let tracker = Tracker::start(&client, &ns);
         let t0 = Instant::now();
-        create_rollups(&client, &ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
-        wait_until(&mut op, &format!("{n} rollups Running"), || tracker.running() >= n).await?;
+        launch_all(&client, &ns, n, opts, &tracker, &mut op).await?;
         let launch = t0.elapsed();
         row.launch = Some(launch);
         row.launch_mutations = audit_log
@@ -173,8 +172,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             fresh_namespace(&client, &ns).await?;
             operators(&client, &ns, n, opts.min_operators).await?;
             let tracker = Tracker::start(&client, &ns);
-            create_rollups(&client, &ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
-            wait_until(&mut op, &format!("{n} rollups Running"), || tracker.running() >= n).await?;
+            launch_all(&client, &ns, n, opts, &tracker, &mut op).await?;
             tokio::time::sleep(Duration::from_secs(15)).await;
             detail.push(ttl_accuracy(&client, &ns, n, opts, &tracker, &mut op).await?);
             tracker.stop();
@@ -361,6 +359,12 @@ async fn operators(client: &Client, ns: &str, n: usize, min_operators: u32) -> R
         out.push(api.create(&PostParams::default(), &op).await?);
     }
     Ok(out)
+}
+
+/// Create `n` rollups (ttl 30m: none ends during a part) and wait until all are Running.
+async fn launch_all(client: &Client, ns: &str, n: usize, opts: &Opts, tracker: &Tracker, op: &mut Proc) -> Res<()> {
+    create_rollups(client, ns, n, opts, |i| Rollup::new(&rollup_name(i)).ttl("30m")).await?;
+    wait_until(op, &format!("{n} rollups Running"), || tracker.running() >= n).await
 }
 
 /// Create `n` rollups with `concurrency` clients at once.
