@@ -21,12 +21,13 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::api::flashrollup::Phase;
 use crate::api::{AVSOperator, FlashRollup, SETTLE_NOW_ANNOTATION};
+use crate::builders::LABEL_ROLLUP;
 
 /// Stream of changed objects, as the shared-stream controller API takes them.
 pub type Changes<K> = mpsc::UnboundedReceiver<Arc<K>>;
@@ -215,6 +216,20 @@ pub fn trim_deployment(d: &mut Deployment) {
     if let Some(st) = d.status.as_mut() {
         st.conditions = None;
     }
+}
+
+/// A rollup's children in a cache (by its label).
+pub fn of_rollup<K>(cache: &Store<K>, rollup: &FlashRollup) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let ns = rollup.namespace();
+    let name = rollup.name_any();
+    cache
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace() == ns && o.labels().get(LABEL_ROLLUP) == Some(&name))
+        .collect()
 }
 
 /// Teardown counts a rollup's Pods (they outlive its workloads until the garbage collector gets

@@ -23,10 +23,10 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-
-use caches::Shared;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
+
+use caches::Shared;
 
 use crate::api::flashrollup::Phase;
 use crate::api::{AVSOperator, FlashRollup};

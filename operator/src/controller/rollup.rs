@@ -19,6 +19,7 @@ use rand::RngCore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::caches::of_rollup;
 use super::error::{Error, Result};
 use super::register;
 use super::settle::{self, NodeAccess};
@@ -123,9 +124,9 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     // What the API server holds, for "patch only what changed".
     let mut written = old.clone();
     if decision.actions.contains(&Action::TearDown) {
-        // The end of life is recorded before the first teardown pass (a score of requests, slow
-        // when the API server is busy): the moment a rollup stops is its expiry, not its expiry
-        // plus a teardown pass.
+        // The end of life is recorded before the first teardown pass (round trips of its own,
+        // slow when the API server is busy): the moment a rollup stops is its expiry, not its
+        // expiry plus a teardown pass.
         if old.ended_at.is_none() && decision.ended_at.is_some() {
             finish_status(&mut written, &decision, &[], rollup, now);
             if written != old {
@@ -354,7 +355,7 @@ fn settle_reason(e: &Error) -> &'static str {
 /// When to count again what a teardown has left: every second at first (one usually takes a
 /// second or two), then less often as it drags on, up to 10 s. A thousand teardowns held up by a
 /// busy kube-controller-manager would otherwise fill the queue every second, ahead of the
-/// rollups whose lifetime ends now. Deleted StatefulSets and Deployments wake the rollup anyway.
+/// rollups whose lifetime ends now. Its StatefulSet, Deployments and Pods going wake it anyway.
 fn teardown_poll(now: Timestamp, ended_at: Option<Timestamp>) -> Duration {
     let dragging = ended_at.map_or(0.0, |e| now.duration_since(e).as_secs_f64());
     Duration::from_secs_f64((dragging / 4.0).clamp(1.0, 10.0))
@@ -654,17 +655,10 @@ where
 
 /// Verifiers of operators no longer assigned (replaced) go away.
 fn stale_verifiers(ctx: &Context, rollup: &FlashRollup, desired: &Desired) -> Vec<String> {
-    let ns = rollup.namespace();
-    let name = rollup.name_any();
-    ctx.deployments
-        .state()
+    of_rollup(&ctx.deployments, rollup)
         .iter()
-        .filter(|d| d.namespace() == ns && d.metadata.deletion_timestamp.is_none())
-        .filter(|d| {
-            let labels = d.labels();
-            labels.get(builders::LABEL_ROLLUP) == Some(&name)
-                && labels.get(builders::LABEL_COMPONENT).map(String::as_str) == Some(component::VERIFIER)
-        })
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .filter(|d| d.labels().get(builders::LABEL_COMPONENT).map(String::as_str) == Some(component::VERIFIER))
         .map(|d| d.name_any())
         .filter(|n| desired.verifiers.iter().all(|v| v.metadata.name.as_deref() != Some(n)))
         .collect()

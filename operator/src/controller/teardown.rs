@@ -9,8 +9,6 @@
 //! (each Pod gone wakes the rollup): later passes ask the API server nothing until the caches
 //! hold none of them, and then list every kind once, at once, to make sure.
 
-use std::sync::Arc;
-
 use futures::future::{try_join, try_join_all};
 use futures::try_join;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -23,10 +21,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use super::caches::of_rollup;
 use super::error::{Error, Result};
 use crate::api::FlashRollup;
 use crate::api::flashrollup::VolumePolicy;
-use crate::builders::{LABEL_ROLLUP, admin_secret_name, children_selector};
+use crate::builders::{admin_secret_name, children_selector};
 
 /// Delete what is left of the rollup's children; return how many objects still exist (on a
 /// later pass, those the caches hold, else those the API server lists: the rollup is done when
@@ -52,7 +51,7 @@ pub async fn tear_down(ctx: &Context, rollup: &FlashRollup) -> Result<usize> {
         }
     };
 
-    let pods = mine(&ctx.pods, rollup).len();
+    let pods = of_rollup(&ctx.pods, rollup).len();
 
     let uid = rollup.metadata.uid.clone().unwrap_or_default();
     let first = ctx.teardowns.lock().await.insert(uid);
@@ -122,25 +121,11 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    let mine = mine(cache, rollup);
+    let mine = of_rollup(cache, rollup);
     let api: Api<K> = Api::namespaced(client.clone(), &rollup.namespace().unwrap_or_default());
     let live = mine.iter().filter(|o| o.meta().deletion_timestamp.is_none());
     try_join_all(live.map(|o| delete_one(&api, o.name_any()))).await?;
     Ok(mine.len())
-}
-
-/// The rollup's objects in a cache (by its label).
-fn mine<K>(cache: &Store<K>, rollup: &FlashRollup) -> Vec<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    let ns = rollup.namespace();
-    let name = rollup.name_any();
-    cache
-        .state()
-        .into_iter()
-        .filter(|o| o.namespace() == ns && o.labels().get(LABEL_ROLLUP) == Some(&name))
-        .collect()
 }
 
 /// Delete one object in the background (its dependents go with it); gone already counts as done.
