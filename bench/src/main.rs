@@ -8,6 +8,7 @@
 //! ```
 
 mod common;
+mod cpu;
 mod mach;
 mod scale;
 mod seq_anvil;

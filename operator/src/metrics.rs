@@ -22,7 +22,9 @@ const RECONCILE_BUCKETS: &[f64] = &[
 /// Settlement waits for L1 inclusion and confirmations, which ranges from seconds to minutes.
 const SETTLEMENT_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 /// A healthy operator wakes within milliseconds of expiry; seconds mean a backlog or a stall.
-const TTL_LAG_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
+const TTL_LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 /// A launch is seconds when operators are free and images are cached, minutes when pods wait for
 /// nodes or images, and longer only while it waits for operators.
 const LAUNCH_BUCKETS: &[f64] = &[1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
