@@ -261,6 +261,12 @@ pub fn operator_capacity(o: &AVSOperator) -> u64 {
     digest(&(operator_for_assignment(o), o.status.as_ref().map(|s| s.assigned_count)))
 }
 
+/// What a rollup change means to the expiry lane: when its lifetime ends, and whether that end
+/// is still to be recorded.
+pub fn rollup_expiry(r: &FlashRollup) -> u64 {
+    digest(&(super::expiry::due(r), r.metadata.uid.as_deref()))
+}
+
 /// What a rollup change means to the AVSOperators' accounting: whom it names, and whether it
 /// still holds them.
 pub fn rollup_assignment(r: &FlashRollup) -> u64 {

@@ -4,6 +4,7 @@
 pub mod avsoperator;
 pub mod caches;
 pub mod error;
+pub mod expiry;
 pub mod register;
 pub mod rollup;
 pub mod settle;
@@ -83,6 +84,9 @@ pub struct Context {
     /// Held from choosing an L1 transaction's nonce until it is sent: rollups that share a
     /// signer key must not sign two transactions with one nonce.
     pub l1_signing: Mutex<()>,
+    /// The rollup controller and the expiry lane act on a rollup one at a time, and each reads
+    /// the status the other wrote.
+    pub turns: expiry::Turns,
 }
 
 impl Context {
@@ -173,6 +177,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mut rollup_watch = Shared::new(rollups_api, watcher::Config::default(), caches::trim_rollup);
     let rollup_changes = rollup_watch.every_change();
     let rollup_assignments = rollup_watch.changes_of(caches::rollup_assignment);
+    let rollup_expiries = rollup_watch.changes_of(caches::rollup_expiry);
     let (rollups, rollups_loaded, rollup_watch) = rollup_watch.run();
 
     let mut operator_watch = Shared::new(operators_api, watcher::Config::default(), caches::trim_operator);
@@ -225,7 +230,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reservations: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
         l1_signing: Mutex::new(()),
+        turns: expiry::Turns::default(),
     });
+    let expiry_lane = tokio::spawn(expiry::run(ctx.clone(), rollup_expiries));
 
     // An AVSOperator change that matters to assignment (spec, labels, readiness, deletion) wakes
     // the rollups it verifies and those still waiting for operators; a change of its assigned
@@ -313,6 +320,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         e.release().await;
     }
     gauges.abort();
+    expiry_lane.abort();
     for w in &watches {
         w.abort();
     }

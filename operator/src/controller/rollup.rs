@@ -46,6 +46,9 @@ pub async fn reconcile(rollup: Arc<FlashRollup>, ctx: Arc<Context>) -> Result<Re
     // Right after a start, an empty cache means "not loaded yet": judging now would see every
     // operator as gone (QuorumLost) and every workload as missing.
     ctx.caches_ready().await;
+    // The expiry lane may be writing this rollup's end: wait for it, and read what it wrote.
+    let _turn = ctx.turns.take(&rollup).await;
+    let rollup = ctx.turns.freshest(rollup);
     // A torn-down rollup has nothing left for the finalizer to guard: it was removed, and going
     // through `finalizer()` again would put it back.
     let torn_down = rollup.status.as_ref().and_then(|s| s.phase) == Some(Phase::TornDown);
@@ -88,45 +91,87 @@ struct Assigned {
     replaced: Vec<(String, String)>,
 }
 
-async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -> Result<Requeue> {
-    let now = Timestamp::now();
-    let old = rollup.status.clone().unwrap_or_default();
-    let phase_before = old.phase.unwrap_or_default();
-    let mut status = old.clone();
+/// What a reconciliation reads before it decides, from the caches only: whether the spec is
+/// valid, the operators, and the workloads while they matter for the phase.
+struct Observed {
+    invalid: Option<String>,
+    assigned: Assigned,
+    children: Children,
+}
 
+async fn read(ctx: &Context, rollup: &FlashRollup, old: &FlashRollupStatus) -> Result<Observed> {
+    let phase_before = old.phase.unwrap_or_default();
     // Validate (pure) and assign operators (pure, over the caches).
     let invalid = validate::spec(&rollup.spec).err();
     let assigned = if invalid.is_none() && matches!(phase_before, Phase::Pending | Phase::Provisioning | Phase::Running)
     {
         assign(ctx, rollup).await?
     } else {
-        current_assignment(ctx, rollup, &old)
+        current_assignment(ctx, rollup, old)
     };
-
-    // Observe the workloads while they matter for the phase.
     let mut children = Children::default();
-    if matches!(phase_before, Phase::Provisioning | Phase::Running) || assigned_first_time(&old, &assigned) {
+    if matches!(phase_before, Phase::Provisioning | Phase::Running) || assigned_first_time(old, &assigned) {
         children = observe(ctx, rollup, &assigned);
     }
+    Ok(Observed {
+        invalid,
+        assigned,
+        children,
+    })
+}
 
-    let mut input = lifecycle::Input {
+fn input<'a>(
+    rollup: &'a FlashRollup,
+    old: &'a FlashRollupStatus,
+    seen: &Observed,
+    deleting: bool,
+    now: Timestamp,
+) -> lifecycle::Input<'a> {
+    lifecycle::Input {
         spec: &rollup.spec,
-        status: &old,
+        status: old,
         generation: rollup.metadata.generation,
         deleting,
         settle_now: rollup.annotations().contains_key(SETTLE_NOW_ANNOTATION),
-        invalid: invalid.clone(),
-        operators: assigned.view.clone(),
-        children: children.clone(),
+        invalid: seen.invalid.clone(),
+        operators: seen.assigned.view.clone(),
+        children: seen.children.clone(),
         now,
-    };
+    }
+}
+
+/// The expiry lane's write: the end of a rollup whose lifetime is over, decided as a
+/// reconciliation would decide it, with its Event. The rest (settle, tear down) is the
+/// controller's, woken by this write.
+pub async fn record_expiry(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
+    let now = Timestamp::now();
+    let old = rollup.status.clone().unwrap_or_default();
+    let seen = read(ctx, rollup, &old).await?;
+    let decision = lifecycle::decide(&input(rollup, &old, &seen, false, now));
+    if old.ended_at.is_some() || decision.ended_at.is_none() {
+        return Ok(());
+    }
+    let mut status = old.clone();
+    finish_status(&mut status, &decision, &[], rollup, now);
+    patch_status(ctx, rollup, &status).await?;
+    observe_transition(ctx, rollup, &old, &status, &decision, now).await;
+    Ok(())
+}
+
+async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -> Result<Requeue> {
+    let now = Timestamp::now();
+    let old = rollup.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let seen = read(ctx, rollup, &old).await?;
+    let assigned = &seen.assigned;
+    let mut input = input(rollup, &old, &seen, deleting, now);
     let mut decision = lifecycle::decide(&input);
     // What the API server holds, for "patch only what changed".
     let mut written = old.clone();
     if decision.actions.contains(&Action::TearDown) {
         // The end of life is recorded before the first teardown pass (round trips of its own,
         // slow when the API server is busy): the moment a rollup stops is its expiry, not its
-        // expiry plus a teardown pass.
+        // expiry plus a teardown pass. (At expiry the lane has usually recorded it already.)
         if old.ended_at.is_none() && decision.ended_at.is_some() {
             finish_status(&mut written, &decision, &[], rollup, now);
             if written != old {
@@ -152,7 +197,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         register_wait = Some(wait);
         decision.conditions.retain(|c| c.type_ != conditions::READY);
     } else if decision.actions.contains(&Action::Register) {
-        match run_registration(ctx, rollup, &assigned, &mut status).await {
+        match run_registration(ctx, rollup, assigned, &mut status).await {
             Ok(None) => {
                 let registered = FlashRollupStatus {
                     settlement: status.settlement.clone(),
@@ -199,7 +244,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
         match action {
             Action::ApplyWorkloads => {
                 status.assigned_operators = assigned.status.clone();
-                apply_workloads(ctx, rollup, &assigned, &mut status).await?;
+                apply_workloads(ctx, rollup, assigned, &mut status).await?;
                 for (old_op, new_op) in &assigned.replaced {
                     publish(
                         ctx,
@@ -363,7 +408,7 @@ fn teardown_poll(now: Timestamp, ended_at: Option<Timestamp>) -> Duration {
 
 /// Time from `now` until `at`, rounded up to the next millisecond so that the wake-up never
 /// lands just before the instant (and finds nothing to do).
-fn until(now: Timestamp, at: Timestamp) -> Duration {
+pub(super) fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
     if d.is_negative() {
         return Duration::ZERO;
@@ -900,8 +945,13 @@ fn finish_status(status: &mut FlashRollupStatus, d: &Decision, extra: &[Cond], r
     status.conditions = merge_conditions(&status.conditions, &wanted, rollup.metadata.generation, now);
 }
 
+/// Apply the status, and remember it until the cache has it: the next reconciliation or lane
+/// write must start from it, not from an older copy.
 async fn patch_status(ctx: &Context, rollup: &FlashRollup, status: &FlashRollupStatus) -> Result<()> {
-    super::status::apply_status(&ctx.client, rollup, status).await
+    let mut now_held = super::status::apply_status(&ctx.client, rollup, status).await?;
+    super::caches::trim_rollup(&mut now_held);
+    ctx.turns.wrote(rollup, now_held);
+    Ok(())
 }
 
 /// Events and metrics for what changed in this reconciliation.

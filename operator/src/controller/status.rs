@@ -37,8 +37,9 @@ pub fn merge_conditions(
     out
 }
 
-/// Server-side apply of `status` (one fixed field manager) to `object`'s status subresource.
-pub async fn apply_status<K, S>(client: &kube::Client, object: &K, status: &S) -> super::error::Result<()>
+/// Server-side apply of `status` (one fixed field manager) to `object`'s status subresource;
+/// returns the object as the API server now holds it.
+pub async fn apply_status<K, S>(client: &kube::Client, object: &K, status: &S) -> super::error::Result<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -56,8 +57,7 @@ where
     let params = kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force();
     api.patch_status(&object.name_any(), &params, &kube::api::Patch::Apply(&patch))
         .await
-        .map_err(super::error::Error::Status)?;
-    Ok(())
+        .map_err(super::error::Error::Status)
 }
 
 /// The condition of `type_`, if any.
