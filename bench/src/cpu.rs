@@ -64,44 +64,40 @@ fn summarize(samples: &[Sample]) -> String {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         return "cpu: no samples".into();
     };
-    let secs = last.at.duration_since(first.at).as_secs_f64().max(1e-9);
-    let busy = |a: &Sample, b: &Sample| {
-        let all = b.machine.0.saturating_sub(a.machine.0) as f64;
-        let idle = b.machine.1.saturating_sub(a.machine.1) as f64;
-        if all > 0.0 { 1.0 - idle / all } else { 0.0 }
-    };
-    let saturated = samples.windows(2).filter(|w| busy(&w[0], &w[1]) >= 0.95).count();
-    let cores = |name: &str, a: &Sample, b: &Sample, dt: f64| {
-        let t = |s: &Sample| s.by_name.get(name).copied().unwrap_or(0);
-        t(b).saturating_sub(t(a)) as f64 / TICKS / dt
-    };
-    let busy_cores = |a: &Sample, b: &Sample, dt: f64| {
+    let secs = |a: &Sample, b: &Sample| b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+    // Machine ticks between two samples, all and idle (summed over every core).
+    let ticks = |a: &Sample, b: &Sample| {
         let all = b.machine.0.saturating_sub(a.machine.0);
-        let idle = b.machine.1.saturating_sub(a.machine.1);
-        all.saturating_sub(idle) as f64 / TICKS / dt
+        (all, b.machine.1.saturating_sub(a.machine.1).min(all))
     };
-    let other = |a: &Sample, b: &Sample, dt: f64| {
-        (busy_cores(a, b, dt) - WATCHED.iter().map(|n| cores(n, a, b, dt)).sum::<f64>()).max(0.0)
+    let busy = |a: &Sample, b: &Sample| {
+        let (all, idle) = ticks(a, b);
+        if all > 0 { 1.0 - idle as f64 / all as f64 } else { 0.0 }
     };
-    let dt = |w: &[Sample]| w[1].at.duration_since(w[0].at).as_secs_f64().max(1e-9);
+    let cores = |name: &str, a: &Sample, b: &Sample| {
+        let t = |s: &Sample| s.by_name.get(name).copied().unwrap_or(0);
+        t(b).saturating_sub(t(a)) as f64 / TICKS / secs(a, b)
+    };
+    let other = |a: &Sample, b: &Sample| {
+        let (all, idle) = ticks(a, b);
+        let machine = (all - idle) as f64 / TICKS / secs(a, b);
+        (machine - WATCHED.iter().map(|n| cores(n, a, b)).sum::<f64>()).max(0.0)
+    };
+    // Over the whole window, and its busiest second.
+    let mean_and_peak = |f: &dyn Fn(&Sample, &Sample) -> f64| {
+        let peak = samples.windows(2).map(|w| f(&w[0], &w[1])).fold(0.0, f64::max);
+        format!("{:.2} ({peak:.2})", f(first, last))
+    };
     let mut used: Vec<String> = WATCHED
         .iter()
-        .map(|n| {
-            let peak = samples
-                .windows(2)
-                .map(|w| cores(n, &w[0], &w[1], dt(w)))
-                .fold(0.0, f64::max);
-            format!("{n} {:.2} ({peak:.2})", cores(n, first, last, secs))
-        })
+        .map(|n| format!("{n} {}", mean_and_peak(&|a, b| cores(n, a, b))))
         .collect();
-    let peak = samples
-        .windows(2)
-        .map(|w| other(&w[0], &w[1], dt(w)))
-        .fold(0.0, f64::max);
-    used.push(format!("other {:.2} ({peak:.2})", other(first, last, secs)));
+    used.push(format!("other {}", mean_and_peak(&other)));
+    let saturated = samples.windows(2).filter(|w| busy(&w[0], &w[1]) >= 0.95).count();
     format!(
-        "cpu over {secs:.0}s: machine busy {:.0}%, saturated (>= 95%) {saturated} of {} seconds; cores used, mean \
+        "cpu over {:.0}s: machine busy {:.0}%, saturated (>= 95%) {saturated} of {} seconds; cores used, mean \
          (busiest second): {}",
+        secs(first, last),
         busy(first, last) * 100.0,
         samples.len().saturating_sub(1),
         used.join(", ")
@@ -148,5 +144,30 @@ fn sample() -> Sample {
         at: Instant::now(),
         machine,
         by_name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_are_counted_per_process_and_the_rest_is_other() {
+        let t0 = Instant::now();
+        let at = |secs: u64, machine: (u64, u64), etcd: u64| Sample {
+            at: t0 + Duration::from_secs(secs),
+            machine,
+            by_name: BTreeMap::from([("etcd".to_owned(), etcd)]),
+        };
+        // Two cores over 2 s = 400 ticks. First second: 200 ticks, all busy (etcd 100);
+        // second: 200 ticks, 100 idle (etcd 50).
+        let samples = [at(0, (0, 0), 0), at(1, (200, 0), 100), at(2, (400, 100), 150)];
+        let line = summarize(&samples);
+        assert!(
+            line.starts_with("cpu over 2s: machine busy 75%, saturated (>= 95%) 1 of 2 seconds"),
+            "{line}"
+        );
+        assert!(line.contains("etcd 0.75 (1.00)"), "{line}");
+        assert!(line.contains("other 0.75 (1.00)"), "{line}");
     }
 }

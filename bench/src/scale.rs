@@ -966,10 +966,9 @@ async fn ttl_accuracy(
         }
     }
     let p99 = percentile(&mut observed, 0.99);
-    let reconciles = r#"flashlayer_reconcile_duration_seconds_count{kind="FlashRollup"}"#;
-    let reconciles = after(reconciles) - before(reconciles);
-    let duration = r#"flashlayer_reconcile_duration_seconds_sum{kind="FlashRollup"}"#;
-    let duration = after(duration) - before(duration);
+    let delta = |series: &str| after(series) - before(series);
+    let reconciles = delta(r#"flashlayer_reconcile_duration_seconds_count{kind="FlashRollup"}"#);
+    let duration = delta(r#"flashlayer_reconcile_duration_seconds_sum{kind="FlashRollup"}"#);
     Ok(format!(
         "ttl accuracy ({} rollups, TTLs spread over 2 min): seen by a watch - expiresAt: p50 {:.3}s p90 {:.3}s \
          p99 {:.3}s max {:.3}s [goal p99 <= 1 s: {}]; the operator's own endedAt - expiresAt: p50 {:.3}s p99 {:.3}s \
@@ -985,46 +984,45 @@ async fn ttl_accuracy(
         percentile(&mut recorded, 0.99),
         percentile(&mut recorded, 1.0),
         histogram_shares(
-            &before,
-            &after,
+            &delta,
             "flashlayer_ttl_lag_seconds",
             "",
             &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
         ),
         duration / reconciles.max(1.0) * 1e3,
         histogram_shares(
-            &before,
-            &after,
+            &delta,
             "flashlayer_reconcile_duration_seconds",
-            r#"kind="FlashRollup","#,
+            r#"kind="FlashRollup""#,
             &[0.1, 0.25, 0.5, 1.0, 2.5]
         ),
     ))
 }
 
-/// Shares of a histogram's observations between two scrapes at or under each bound:
-/// "<= 0.1s 80%, <= 0.5s 97%, ...".
-fn histogram_shares(
-    before: impl Fn(&str) -> f64,
-    after: impl Fn(&str) -> f64,
-    name: &str,
-    labels: &str,
-    bounds: &[f64],
-) -> String {
-    let delta = |series: &str| after(series) - before(series);
-    let total = delta(&format!(
-        "{name}_count{}",
-        if labels.is_empty() {
-            String::new()
+/// Shares of a histogram's observations between two scrapes (`delta` of a series) at or under
+/// each bound: "<= 0.1s 80.0%, <= 0.5s 97.0%, ... of N".
+fn histogram_shares(delta: &dyn Fn(&str) -> f64, name: &str, labels: &str, bounds: &[f64]) -> String {
+    let series = |suffix: &str, le: Option<f64>| {
+        let le = le.map(|b| format!("le=\"{b}\""));
+        let all: Vec<&str> = [Some(labels), le.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|l| !l.is_empty())
+            .collect();
+        if all.is_empty() {
+            format!("{name}_{suffix}")
         } else {
-            format!("{{{}}}", labels.trim_end_matches(','))
+            format!("{name}_{suffix}{{{}}}", all.join(","))
         }
-    ));
+    };
+    let total = delta(&series("count", None));
     let shares: Vec<String> = bounds
         .iter()
-        .map(|b| {
-            let n = delta(&format!("{name}_bucket{{{labels}le=\"{b}\"}}"));
-            format!("<= {b}s {:.1}%", n / total.max(1.0) * 100.0)
+        .map(|&b| {
+            format!(
+                "<= {b}s {:.1}%",
+                delta(&series("bucket", Some(b))) / total.max(1.0) * 100.0
+            )
         })
         .collect();
     format!("{} of {total:.0}", shares.join(", "))
@@ -1083,4 +1081,35 @@ fn print_table(rows: &[Row]) {
         );
     }
     println!("(goal: operator/limit <= 1.25 at N = 1000; the limit creates the same objects with a plain client)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::histogram_shares;
+
+    #[test]
+    fn histogram_shares_read_the_series_the_operator_exposes() {
+        // Names exactly as the prometheus crate renders them: labels, then `le`.
+        let delta = |series: &str| match series {
+            r#"flashlayer_reconcile_duration_seconds_count{kind="FlashRollup"}"# => 200.0,
+            r#"flashlayer_reconcile_duration_seconds_bucket{kind="FlashRollup",le="0.1"}"# => 50.0,
+            r#"flashlayer_reconcile_duration_seconds_bucket{kind="FlashRollup",le="1"}"# => 150.0,
+            "flashlayer_ttl_lag_seconds_count" => 10.0,
+            r#"flashlayer_ttl_lag_seconds_bucket{le="0.25"}"# => 10.0,
+            _ => 0.0,
+        };
+        assert_eq!(
+            histogram_shares(
+                &delta,
+                "flashlayer_reconcile_duration_seconds",
+                r#"kind="FlashRollup""#,
+                &[0.1, 1.0]
+            ),
+            "<= 0.1s 25.0%, <= 1s 75.0% of 200"
+        );
+        assert_eq!(
+            histogram_shares(&delta, "flashlayer_ttl_lag_seconds", "", &[0.25]),
+            "<= 0.25s 100.0% of 10"
+        );
+    }
 }

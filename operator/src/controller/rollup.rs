@@ -146,9 +146,12 @@ fn input<'a>(
 pub async fn record_expiry(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     let now = Timestamp::now();
     let old = rollup.status.clone().unwrap_or_default();
+    if old.ended_at.is_some() {
+        return Ok(());
+    }
     let seen = read(ctx, rollup, &old).await?;
     let decision = lifecycle::decide(&input(rollup, &old, &seen, false, now));
-    if old.ended_at.is_some() || decision.ended_at.is_none() {
+    if decision.ended_at.is_none() {
         return Ok(());
     }
     let mut status = old.clone();
