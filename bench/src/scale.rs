@@ -149,9 +149,9 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             .exists()
             .then(|| operator_mutations(&run_dir, audit_from, Timestamp::now()).total);
         println!(
-            "   N={n}: operator launch {:.1}s, peak RSS {:.1} MiB",
+            "   N={n}: operator launch {:.1}s, {}",
             launch.as_secs_f64(),
-            kib_to_mib(peak_rss_kib(op.id()))
+            memory(op.id())
         );
 
         if n == opts.detail_at {
@@ -180,6 +180,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             cleanup(&client, &ns, &mut op).await?;
         }
         row.peak_rss_kib = Some(peak_rss_kib(op.id()));
+        println!("   N={n}: after the cleanup, {}", memory(op.id()));
         drop(op);
         rows.push(row);
     }
@@ -315,11 +316,25 @@ fn start_operator(
 
 /// Peak resident set size of a process (VmHWM), KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The process's memory now and its peak so far, to tell which step raised the peak.
+fn memory(pid: u32) -> String {
+    format!(
+        "RSS {:.1} MiB (peak so far {:.1} MiB)",
+        kib_to_mib(status_kib(pid, "VmRSS:")),
+        kib_to_mib(peak_rss_kib(pid))
+    )
+}
+
+/// A KiB figure of /proc/<pid>/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -953,6 +968,7 @@ async fn ttl_accuracy(
     })
     .await?;
     let cpu = cpu.finish();
+    let memory = memory(op.id());
     let after = scrape_metrics(&http, metrics_port).await?;
     let seen = tracker.snapshot();
     let mut observed: Vec<f64> = Vec::new();
@@ -973,7 +989,7 @@ async fn ttl_accuracy(
         "ttl accuracy ({} rollups, TTLs spread over 2 min): seen by a watch - expiresAt: p50 {:.3}s p90 {:.3}s \
          p99 {:.3}s max {:.3}s [goal p99 <= 1 s: {}]; the operator's own endedAt - expiresAt: p50 {:.3}s p99 {:.3}s \
          max {:.3}s\n   its expiry reconciliations started (flashlayer_ttl_lag_seconds) {}\n   its FlashRollup \
-         reconciliations meanwhile: {reconciles:.0}, mean {:.0} ms, {}\n   {cpu}",
+         reconciliations meanwhile: {reconciles:.0}, mean {:.0} ms, {}\n   {cpu}\n   operator {memory}",
         observed.len(),
         percentile(&mut observed, 0.5),
         percentile(&mut observed, 0.9),

@@ -120,11 +120,14 @@ async fn install() {
             "default",
         ],
         &["create", "statefulsets.apps", "-n", "default"],
-        &["delete", "persistentvolumeclaims", "-n", "default"],
+        &["deletecollection", "persistentvolumeclaims", "-n", "default"],
+        &["deletecollection", "configmaps", "-n", "default"],
         &["update", "leases.coordination.k8s.io/flashlayer", "-n", NAMESPACE],
     ];
     let denied: &[&[&str]] = &[
         &["list", "secrets", "-n", "default"],
+        &["get", "persistentvolumeclaims", "-n", "default"],
+        &["deletecollection", "secrets", "-n", "default"],
         &["watch", "secrets", "-A"],
         &["create", "flashrollups.rollups.flashlayer.dev", "-n", "default"],
         &["update", "leases.coordination.k8s.io/other", "-n", NAMESPACE],

@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// Reconciliations of each kind that may run at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// API requests in flight at most (more wait in the operator, first come first served):
+    /// each holds a connection of its own, with its buffers, until the API server answers.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_api_requests: u16,
     /// How often a Running rollup's height is read from its sequencer (0s disables it).
     #[arg(long, default_value = "10s")]
     pub node_status_interval: kube::core::Duration,
@@ -72,6 +76,7 @@ pub fn main(cli: Cli) -> ExitCode {
             let config = Config {
                 metrics_addr: args.metrics_addr,
                 concurrency: args.concurrency,
+                max_api_requests: args.max_api_requests,
                 node_status_interval: args.node_status_interval.into(),
                 node_endpoint: args.node_endpoint,
                 watch_namespace: args.watch_namespace,

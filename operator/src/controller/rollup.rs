@@ -11,16 +11,16 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use rand::RngCore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::caches::of_rollup;
 use super::error::{Error, Result};
+use super::events::Kind;
 use super::register;
 use super::settle::{self, NodeAccess};
 use super::status::merge_conditions;
@@ -156,7 +156,7 @@ pub async fn record_expiry(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     }
     let mut status = old.clone();
     finish_status(&mut status, &decision, &[], rollup, now);
-    patch_status(ctx, rollup, &status).await?;
+    patch_status_via(ctx, &ctx.lane_client, rollup, &status).await?;
     observe_transition(ctx, rollup, &old, &status, &decision, now).await;
     Ok(())
 }
@@ -252,7 +252,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
                     publish(
                         ctx,
                         rollup,
-                        EventType::Normal,
+                        Kind::Normal,
                         reason::OPERATOR_REPLACED,
                         format!("{old_op} is not Ready; {new_op} verifies in its place"),
                     )
@@ -951,7 +951,16 @@ fn finish_status(status: &mut FlashRollupStatus, d: &Decision, extra: &[Cond], r
 /// Apply the status, and remember it until the cache has it: the next reconciliation or lane
 /// write must start from it, not from an older copy.
 async fn patch_status(ctx: &Context, rollup: &FlashRollup, status: &FlashRollupStatus) -> Result<()> {
-    let mut now_held = super::status::apply_status(&ctx.client, rollup, status).await?;
+    patch_status_via(ctx, &ctx.client, rollup, status).await
+}
+
+async fn patch_status_via(
+    ctx: &Context,
+    client: &Client,
+    rollup: &FlashRollup,
+    status: &FlashRollupStatus,
+) -> Result<()> {
+    let mut now_held = super::status::apply_status(client, rollup, status).await?;
     super::caches::trim_rollup(&mut now_held);
     ctx.turns.wrote(rollup, now_held);
     Ok(())
@@ -988,7 +997,7 @@ async fn observe_transition(
             s.state_root.as_deref().unwrap_or("?"),
             s.tx_hash.as_deref().unwrap_or("?")
         );
-        publish(ctx, rollup, EventType::Normal, reason::SETTLED, note).await;
+        publish(ctx, rollup, Kind::Normal, reason::SETTLED, note).await;
     }
     if from == to && old.phase.is_some() {
         return;
@@ -1000,24 +1009,17 @@ async fn observe_transition(
         .find(|c| c.type_ == conditions::READY)
         .map(|c| c.message.clone())
         .unwrap_or_default();
-    let type_ = if to == Phase::Failed {
-        EventType::Warning
+    let kind = if to == Phase::Failed {
+        Kind::Warning
     } else {
-        EventType::Normal
+        Kind::Normal
     };
     let why = d.end_reason.map(|r| format!(" ({r})")).unwrap_or_default();
-    publish(ctx, rollup, type_, to.as_str(), format!("{from} -> {to}{why}: {note}")).await;
+    publish(ctx, rollup, kind, to.as_str(), format!("{from} -> {to}{why}: {note}")).await;
 }
 
-async fn publish(ctx: &Context, rollup: &FlashRollup, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &rollup.object_ref(&())).await {
+async fn publish(ctx: &Context, rollup: &FlashRollup, kind: Kind, reason: &str, note: String) {
+    if let Err(e) = ctx.events.publish(&rollup.object_ref(&()), kind, reason, &note).await {
         tracing::warn!(error = %e, "publishing event failed");
     }
 }

@@ -3,11 +3,13 @@
 //! explicit pass makes "nothing left" something we check rather than hope for.
 //!
 //! A thousand rollups expiring together must not flood the API server, nor hold the workers
-//! that record other rollups' expiry: the first pass lists and deletes every kind, all requests
-//! at once, so it takes about two round trips however many kinds there are. Then the
-//! workloads and their Pods go away in the garbage collector's time, which the caches follow
-//! (each Pod gone wakes the rollup): later passes ask the API server nothing until the caches
-//! hold none of them, and then list every kind once, at once, to make sure.
+//! that record other rollups' expiry: the first pass sends every kind's deletes at once, so it
+//! takes about two round trips however many kinds there are, and it sends as few as it can:
+//! one `deletecollection` by label per kind (not Services: older API servers refuse it for
+//! them), no list of the ReplicaSets the Deployment takes with it. Then the workloads and their
+//! Pods go away in the garbage collector's time, which the caches follow (each Pod gone wakes
+//! the rollup): later passes ask the API server nothing until the caches hold none of them,
+//! and then ask about every kind once, at once, to make sure.
 
 use futures::future::{try_join, try_join_all};
 use futures::try_join;
@@ -35,7 +37,7 @@ pub async fn tear_down(ctx: &Context, rollup: &FlashRollup) -> Result<usize> {
     let ns = rollup.namespace().unwrap_or_default();
     let selector = children_selector(&rollup.name_any());
     let volumes = rollup.spec.teardown.volume == VolumePolicy::Delete;
-    let workloads = async {
+    let workloads = || async {
         let (sts, deploy) = try_join(
             delete_cached(&ctx.statefulsets, client, rollup),
             delete_cached(&ctx.deployments, client, rollup),
@@ -43,9 +45,9 @@ pub async fn tear_down(ctx: &Context, rollup: &FlashRollup) -> Result<usize> {
         .await?;
         Ok::<_, Error>(sts + deploy)
     };
-    let volume_claims = async {
+    let volume_claims = || async {
         if volumes {
-            sweep::<PersistentVolumeClaim>(client, &ns, &selector, true).await
+            clear::<PersistentVolumeClaim>(client, &ns, &selector).await
         } else {
             Ok(0)
         }
@@ -56,40 +58,60 @@ pub async fn tear_down(ctx: &Context, rollup: &FlashRollup) -> Result<usize> {
     let uid = rollup.metadata.uid.clone().unwrap_or_default();
     let first = ctx.teardowns.lock().await.insert(uid);
     if first {
-        let (workloads, services, maps, policies, budgets, sets, claims, secret) = try_join!(
-            workloads,
+        // ReplicaSets and Pods belong to the workloads; they go with them.
+        let (workloads, services, maps, policies, budgets, claims, secret) = try_join!(
+            workloads(),
             sweep::<Service>(client, &ns, &selector, true),
-            sweep::<ConfigMap>(client, &ns, &selector, true),
-            sweep::<NetworkPolicy>(client, &ns, &selector, true),
-            sweep::<PodDisruptionBudget>(client, &ns, &selector, true),
-            // ReplicaSets and Pods belong to the workloads above; they go with them.
-            sweep::<ReplicaSet>(client, &ns, &selector, false),
-            volume_claims,
+            clear::<ConfigMap>(client, &ns, &selector),
+            clear::<NetworkPolicy>(client, &ns, &selector),
+            clear::<PodDisruptionBudget>(client, &ns, &selector),
+            volume_claims(),
             delete_secret(client, rollup),
         )?;
-        return Ok(workloads + pods + services + maps + policies + budgets + sets + claims + secret);
-    }
-    // The workloads' Pods outlive them: while either is in the caches, there is nothing to ask.
-    let left = workloads.await? + pods;
-    if left > 0 {
-        return Ok(left);
+        let found = workloads + pods + services + maps + policies + budgets + claims + secret;
+        // Nothing found at all: only the check below can tell that nothing is left (a
+        // ReplicaSet whose Deployment is already gone, say).
+        if found > 0 {
+            return Ok(found);
+        }
+    } else {
+        // The workloads' Pods outlive them: while either is in the caches, there is nothing to
+        // ask.
+        let left = workloads().await? + pods;
+        if left > 0 {
+            return Ok(left);
+        }
     }
     // The caches hold none: the API server confirms for every kind, and whatever a failed
     // delete or a late write left behind is deleted now.
     let (pods, sets, claims, services, maps, policies, budgets) = try_join!(
         sweep::<Pod>(client, &ns, &selector, false),
         sweep::<ReplicaSet>(client, &ns, &selector, false),
-        volume_claims,
+        volume_claims(),
         sweep::<Service>(client, &ns, &selector, true),
-        sweep::<ConfigMap>(client, &ns, &selector, true),
-        sweep::<NetworkPolicy>(client, &ns, &selector, true),
-        sweep::<PodDisruptionBudget>(client, &ns, &selector, true),
+        clear::<ConfigMap>(client, &ns, &selector),
+        clear::<NetworkPolicy>(client, &ns, &selector),
+        clear::<PodDisruptionBudget>(client, &ns, &selector),
     )?;
     let left = pods + sets + claims + services + maps + policies + budgets;
     if left > 0 {
         return Ok(left);
     }
     delete_secret(client, rollup).await
+}
+
+/// A namespaced kind a rollup owns, as the API calls here need it.
+trait Child:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
 }
 
 /// Forget a rollup whose teardown is over.
@@ -114,13 +136,7 @@ async fn delete_secret(client: &Client, rollup: &FlashRollup) -> Result<usize> {
 }
 
 /// Delete the rollup's objects of a cached kind (by its label), count them.
-async fn delete_cached<K>(cache: &Store<K>, client: &Client, rollup: &FlashRollup) -> Result<usize>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+async fn delete_cached<K: Child>(cache: &Store<K>, client: &Client, rollup: &FlashRollup) -> Result<usize> {
     let mine = of_rollup(cache, rollup);
     let api: Api<K> = Api::namespaced(client.clone(), &rollup.namespace().unwrap_or_default());
     let live = mine.iter().filter(|o| o.meta().deletion_timestamp.is_none());
@@ -150,14 +166,28 @@ fn background() -> DeleteParams {
     }
 }
 
-/// List one kind by the rollup's labels, delete each (if `delete`), count what is there.
-async fn sweep<K>(client: &Client, ns: &str, selector: &str, delete: bool) -> Result<usize>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+/// Delete every object of one kind with the rollup's labels in one request; count what was
+/// there. The API server lists and deletes them itself: one round trip, one request to admit.
+async fn clear<K: Child>(client: &Client, ns: &str, selector: &str) -> Result<usize> {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api
+        .delete_collection(&background(), &ListParams::default().labels(selector))
+        .await
+    {
+        // A Status instead of the list (the server did not say what it deleted): whatever is
+        // left shows on the next pass.
+        Ok(deleted) => Ok(deleted.left().map_or(0, |list| list.items.len())),
+        Err(source) => Err(Error::Delete {
+            what: format!("{}s labelled {selector}", K::kind(&())),
+            source,
+        }),
+    }
+}
+
+/// List one kind by the rollup's labels, delete each (if `delete`), count what is there. For
+/// Services (older API servers have no `deletecollection` for them) and the kinds this operator
+/// only reads.
+async fn sweep<K: Child>(client: &Client, ns: &str, selector: &str, delete: bool) -> Result<usize> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let list = api
         .list_metadata(&ListParams::default().labels(selector))
