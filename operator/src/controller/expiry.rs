@@ -19,16 +19,48 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use jiff::Timestamp;
+use kube::Client;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::Context;
 use super::caches::Changes;
-use super::rollup;
+use super::{Context, REPORTER, events, rollup};
 use crate::api::FlashRollup;
 use crate::api::flashrollup::Phase;
+
+/// Ends the lane records at once, at most. A thousand rollups may share one `expiresAt` (one
+/// manifest applied at once): unbounded, their thousand half-made writes took 42 MiB at that
+/// instant, most of them waiting for a connection. The others wait as sleeping timers do.
+pub const AT_ONCE: usize = 8;
+
+/// What the lane writes with: a client and an Event publisher of its own, so that its writes
+/// never queue behind the controller's requests (a thousand teardowns' worth at times), and
+/// [`AT_ONCE`] slots, which also bound its requests in flight.
+pub struct Lane {
+    pub client: Client,
+    pub events: events::Publisher,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("free_slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lane {
+    pub fn new(client: Client, identity: &str) -> Self {
+        Self {
+            events: events::Publisher::new(client.clone(), REPORTER, identity),
+            client,
+            slots: Arc::new(Semaphore::new(AT_ONCE)),
+        }
+    }
+}
 
 /// A status this process wrote, with the versions of the object it replaces.
 #[derive(Debug)]
@@ -163,11 +195,15 @@ pub async fn run(ctx: Arc<Context>, mut changes: Changes<FlashRollup>) {
     }
 }
 
-/// Sleep until `at`, then record the end in a task of its own: a change that arrives meanwhile
-/// aborts the sleep, never a write under way.
+/// Sleep until `at`, wait for a slot, then record the end in a task of its own: a change that
+/// arrives meanwhile aborts the wait, never a write under way.
 async fn fire_at(ctx: Arc<Context>, key: ObjectRef<FlashRollup>, at: Timestamp) {
     tokio::time::sleep(rollup::until(Timestamp::now(), at)).await;
+    let Ok(slot) = ctx.lane.slots.clone().acquire_owned().await else {
+        return;
+    };
     tokio::spawn(async move {
+        let _slot = slot;
         ctx.caches_ready().await;
         let Some(view) = ctx.rollups.get(&key) else {
             return;

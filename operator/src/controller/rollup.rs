@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::caches::of_rollup;
 use super::error::{Error, Result};
-use super::events::Kind;
+use super::events::{Kind, Publisher};
 use super::register;
 use super::settle::{self, NodeAccess};
 use super::status::merge_conditions;
@@ -156,8 +156,8 @@ pub async fn record_expiry(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     }
     let mut status = old.clone();
     finish_status(&mut status, &decision, &[], rollup, now);
-    patch_status_via(ctx, &ctx.lane_client, rollup, &status).await?;
-    observe_transition(ctx, rollup, &old, &status, &decision, now).await;
+    patch_status_via(ctx, &ctx.lane.client, rollup, &status).await?;
+    observe_transition(ctx, &ctx.lane.events, rollup, &old, &status, &decision, now).await;
     Ok(())
 }
 
@@ -250,7 +250,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
                 apply_workloads(ctx, rollup, assigned, &mut status).await?;
                 for (old_op, new_op) in &assigned.replaced {
                     publish(
-                        ctx,
+                        &ctx.events,
                         rollup,
                         Kind::Normal,
                         reason::OPERATOR_REPLACED,
@@ -342,7 +342,7 @@ async fn reconcile_rollup(rollup: &FlashRollup, ctx: &Context, deleting: bool) -
     if status != written {
         patch_status(ctx, rollup, &status).await?;
     }
-    observe_transition(ctx, rollup, &old, &status, &decision, now).await;
+    observe_transition(ctx, &ctx.events, rollup, &old, &status, &decision, now).await;
     if decision.phase == Phase::TornDown {
         let key = format!("{}/{}", rollup.namespace().unwrap_or_default(), rollup.name_any());
         ctx.reservations.lock().await.remove(&key);
@@ -966,9 +966,10 @@ async fn patch_status_via(
     Ok(())
 }
 
-/// Events and metrics for what changed in this reconciliation.
+/// Events (through `events`) and metrics for what changed in this reconciliation.
 async fn observe_transition(
     ctx: &Context,
+    events: &Publisher,
     rollup: &FlashRollup,
     old: &FlashRollupStatus,
     new: &FlashRollupStatus,
@@ -997,7 +998,7 @@ async fn observe_transition(
             s.state_root.as_deref().unwrap_or("?"),
             s.tx_hash.as_deref().unwrap_or("?")
         );
-        publish(ctx, rollup, Kind::Normal, reason::SETTLED, note).await;
+        publish(events, rollup, Kind::Normal, reason::SETTLED, note).await;
     }
     if from == to && old.phase.is_some() {
         return;
@@ -1015,11 +1016,18 @@ async fn observe_transition(
         Kind::Normal
     };
     let why = d.end_reason.map(|r| format!(" ({r})")).unwrap_or_default();
-    publish(ctx, rollup, kind, to.as_str(), format!("{from} -> {to}{why}: {note}")).await;
+    publish(
+        events,
+        rollup,
+        kind,
+        to.as_str(),
+        format!("{from} -> {to}{why}: {note}"),
+    )
+    .await;
 }
 
-async fn publish(ctx: &Context, rollup: &FlashRollup, kind: Kind, reason: &str, note: String) {
-    if let Err(e) = ctx.events.publish(&rollup.object_ref(&()), kind, reason, &note).await {
+async fn publish(events: &Publisher, rollup: &FlashRollup, kind: Kind, reason: &str, note: String) {
+    if let Err(e) = events.publish(&rollup.object_ref(&()), kind, reason, &note).await {
         tracing::warn!(error = %e, "publishing event failed");
     }
 }
