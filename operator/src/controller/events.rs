@@ -17,6 +17,15 @@ pub enum Kind {
     Warning,
 }
 
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Normal => "Normal",
+            Kind::Warning => "Warning",
+        }
+    }
+}
+
 /// The API server refuses a longer note.
 const NOTE_MAX: usize = 1024;
 
@@ -66,7 +75,7 @@ impl Publisher {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some(format!("{kind:?}")),
+            type_: Some(kind.as_str().to_owned()),
             reason: Some(reason.to_owned()),
             action: Some("Reconcile".to_owned()),
             note: Some(truncate(note, NOTE_MAX).to_owned()),
