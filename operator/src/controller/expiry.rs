@@ -33,7 +33,7 @@ use crate::api::flashrollup::Phase;
 /// Ends the lane records at once, at most. A thousand rollups may share one `expiresAt` (one
 /// manifest applied at once): unbounded, their thousand half-made writes took 42 MiB at that
 /// instant, most of them waiting for a connection. The others wait as sleeping timers do.
-pub const AT_ONCE: usize = 8;
+const AT_ONCE: usize = 8;
 
 /// What the lane writes with: a client and an Event publisher of its own, so that its writes
 /// never queue behind the controller's requests (a thousand teardowns' worth at times), and
@@ -131,7 +131,7 @@ impl Turns {
         );
     }
 
-    /// The rollup is gone or torn down: nothing more to order.
+    /// The rollup is gone: nothing more to order.
     pub fn forget(&self, rollup: &FlashRollup) {
         let key = uid(rollup);
         self.written

@@ -140,15 +140,12 @@ fn input<'a>(
     }
 }
 
-/// The expiry lane's write: the end of a rollup whose lifetime is over, decided as a
+/// The expiry lane's write: the end of a rollup that `expiry::due` found due, decided as a
 /// reconciliation would decide it, with its Event. The rest (settle, tear down) is the
 /// controller's, woken by this write.
 pub async fn record_expiry(ctx: &Context, rollup: &FlashRollup) -> Result<()> {
     let now = Timestamp::now();
     let old = rollup.status.clone().unwrap_or_default();
-    if old.ended_at.is_some() {
-        return Ok(());
-    }
     let seen = read(ctx, rollup, &old).await?;
     let decision = lifecycle::decide(&input(rollup, &old, &seen, false, now));
     if decision.ended_at.is_none() {
