@@ -167,7 +167,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             }
         }
         tracker.stop();
-        cleanup(&client, &ns, &mut op).await?;
+        cleanup(&client, &ns, opts.concurrency, &mut op).await?;
         if n == opts.detail_at && !opts.skip_ttl && !ttl_done {
             let ns = format!("ttl-{n}");
             fresh_namespace(&client, &ns).await?;
@@ -177,7 +177,7 @@ pub async fn run(opts: &Opts) -> Res<bool> {
             tokio::time::sleep(Duration::from_secs(15)).await;
             detail.push(ttl_accuracy(&client, &ns, n, opts, &tracker, &mut op, metrics_port).await?);
             tracker.stop();
-            cleanup(&client, &ns, &mut op).await?;
+            cleanup(&client, &ns, opts.concurrency, &mut op).await?;
         }
         row.peak_rss_kib = Some(peak_rss_kib(op.id()));
         println!("   N={n}: after the cleanup, {}", memory(op.id()));
@@ -425,23 +425,26 @@ async fn wait_until(op: &mut Proc, what: &str, done: impl Fn() -> bool) -> Res<(
     Ok(())
 }
 
-/// Delete the namespace with the operator still running (it tears the rollups down and lets go
-/// of their finalizers), and wait until it is gone.
-async fn cleanup(client: &Client, ns: &str, op: &mut Proc) -> Res<()> {
+/// Delete the rollups, then the namespace, with the operator still running (it tears the rollups
+/// down and lets go of their finalizers), and wait until it is gone.
+async fn cleanup(client: &Client, ns: &str, concurrency: usize, op: &mut Proc) -> Res<()> {
+    // One DELETE per rollup, not a deletecollection: with 3,000 rollups and a busy API server, a
+    // single request marking them all outlived its connection (SendRequest) and left the rest.
     let rollups: Api<FlashRollup> = Api::namespaced(client.clone(), ns);
-    // Idempotent, and an API server busy with a thousand teardowns may time it out: try again.
-    let mut attempts = 0;
-    while let Err(e) = rollups
-        .delete_collection(&DeleteParams::background(), &ListParams::default())
-        .await
-    {
-        attempts += 1;
-        if attempts == 5 {
-            return Err(e.into());
-        }
-        eprintln!("   cleanup: deleting the rollups of {ns} failed ({e}); trying again");
-        op.check_alive()?;
-    }
+    let names: Vec<String> = rollups
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    futures::stream::iter(names)
+        .map(Ok::<_, kube::Error>)
+        .try_for_each_concurrent(concurrency, |name| async move {
+            delete::<FlashRollup>(client, ns, &name).await
+        })
+        .await?;
+    op.check_alive()?;
     let api: Api<Namespace> = Api::all(client.clone());
     api.delete(ns, &DeleteParams::background()).await?;
     let deadline = Instant::now() + PATIENCE;
