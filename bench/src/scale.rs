@@ -428,8 +428,8 @@ async fn wait_until(op: &mut Proc, what: &str, done: impl Fn() -> bool) -> Res<(
 /// Delete the rollups, then the namespace, with the operator still running (it tears the rollups
 /// down and lets go of their finalizers), and wait until it is gone.
 async fn cleanup(client: &Client, ns: &str, concurrency: usize, op: &mut Proc) -> Res<()> {
-    // One DELETE per rollup, not a deletecollection: with 3,000 rollups and a busy API server, a
-    // single request marking them all outlived its connection (SendRequest) and left the rest.
+    // One DELETE per rollup, not a deletecollection: with 3,000 rollups on a saturated API server,
+    // one request that marks them all failed five times in a row (SendRequest), each partway.
     let rollups: Api<FlashRollup> = Api::namespaced(client.clone(), ns);
     let names: Vec<String> = rollups
         .list_metadata(&ListParams::default())
