@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Starts `"$@"` in the background with its output appended to `$1`, prints its PID, then
@@ -152,12 +153,32 @@ fn signal(pid: u32, name: &str) {
         .status();
 }
 
-/// A TCP port on 127.0.0.1 that is free now.
+/// A TCP port on 127.0.0.1 that is free now, from below the kernel's ephemeral range.
+///
+/// A port from `bind(:0)` is ephemeral: once released, the kernel may give it to any outgoing
+/// connection (a run opens hundreds) before the process meant to listen on it binds it. CI saw a
+/// verifier fail that way ("Address already in use"). Below the range only explicit binds take
+/// ports; a counter keeps this process's picks apart, and a start from the pid keeps runs apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const FIRST: u64 = 10_000;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    if low <= FIRST + 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port on 127.0.0.1");
+    }
+    let span = low - FIRST;
+    let start = u64::from(std::process::id()) * 7_919;
+    (0..span)
+        .map(|_| FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span)
+        .filter_map(|port| u16::try_from(port).ok())
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port on 127.0.0.1 below the ephemeral range")
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
@@ -167,4 +188,24 @@ pub fn listening(port: u16) -> bool {
         Duration::from_millis(200),
     )
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_not_ephemeral() {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            assert!(port < low, "{port} is in the ephemeral range (from {low})");
+            TcpListener::bind(("127.0.0.1", port)).expect("free");
+        }
+    }
 }
