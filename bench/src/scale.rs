@@ -435,7 +435,7 @@ async fn cleanup(client: &Client, ns: &str, concurrency: usize, op: &mut Proc) -
         .list_metadata(&ListParams::default())
         .await?
         .items
-        .iter()
+        .into_iter()
         .map(|r| r.name_any())
         .collect();
     futures::stream::iter(names)

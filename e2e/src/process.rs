@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -162,10 +163,7 @@ fn signal(pid: u32, name: &str) {
 pub fn free_port() -> u16 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     const FIRST: u64 = 10_000;
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(32_768);
+    let low = u64::from(ephemeral_low());
     if low <= FIRST + 1_000 {
         return TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -179,6 +177,17 @@ pub fn free_port() -> u16 {
         .filter_map(|port| u16::try_from(port).ok())
         .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         .expect("a free port on 127.0.0.1 below the ephemeral range")
+}
+
+/// The first port of the kernel's ephemeral range, read once.
+fn ephemeral_low() -> u16 {
+    static LOW: OnceLock<u16> = OnceLock::new();
+    *LOW.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768)
+    })
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
@@ -196,10 +205,7 @@ mod tests {
 
     #[test]
     fn free_ports_are_distinct_bindable_and_not_ephemeral() {
-        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-            .unwrap_or(32_768);
+        let low = ephemeral_low();
         let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
